@@ -26,6 +26,7 @@ setup: .venv/.installed
 	touch $@
 
 book: setup
+	$(PY) scripts/vendor_js.py
 	$(PY) -m jupyter_book build -W -n --keep-going .
 
 test: setup

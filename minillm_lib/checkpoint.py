@@ -115,7 +115,7 @@ def save_model(model: GPT, directory: str | os.PathLike) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in _tensors_to_save(model).items()}
     # Serialise before opening the file, so a failure cannot even create a temp file.
-    atomic_write_bytes(directory / WEIGHTS_FILE, safetensors_bytes(tensors))
+    atomic_write_bytes(directory / WEIGHTS_FILE, safetensors_bytes(tensors, metadata={"format": "pt"}))
     atomic_write_json(directory / CONFIG_FILE,
                       {"minillm_format_version": MODEL_FORMAT_VERSION, "config": model.config.to_dict()})
 
@@ -154,3 +154,150 @@ def load_model(directory: str | os.PathLike, *, device: torch.device | str = "cp
     # A tied lm_head shares wte's storage, so strict=False only skips that one key.
     model.load_state_dict(tensors, strict=not model.config.tie_weights)
     return model
+
+
+# ---------------------------------------------------------------- training state
+
+TRAIN_STATE_FORMAT_VERSION = 1
+TRAIN_STATE_FILE = "train_state.json"
+
+
+def has_training_checkpoint(directory: str | os.PathLike) -> bool:
+    """True if ``directory`` holds a training checkpoint (its train_state.json)."""
+    return (Path(directory) / TRAIN_STATE_FILE).is_file()
+
+
+def _param_names(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> list[list[str]]:
+    """The names of the parameters in each optimizer group, in the optimizer's order."""
+    names = {id(p): name for name, p in model.named_parameters()}
+    return [[names[id(p)] for p in group["params"]] for group in optimizer.param_groups]
+
+
+def save_training_checkpoint(
+    directory: str | os.PathLike,
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    *,
+    step: int,
+    batch_rng: torch.Generator,
+    train_config: dict[str, Any] | None = None,
+) -> None:
+    """Save all a training run needs to resume exactly where it stopped.
+
+    Two files, tensors and the rest, no pickle:
+
+    - ``train_state-<step>.safetensors``: model weights ("model.<name>"), the optimizer's
+      per-parameter state ("optimizer.<index>.exp_avg", ...) and the random-number
+      generator states ("rng.torch" for dropout, "rng.batches" for the batch order);
+    - ``train_state.json``: the step, the model and training configs, the optimizer's
+      hyperparameters, and the name of the tensors file.
+
+    The tensors file is new for every step and the JSON is replaced last (each write is
+    atomic), so until the new JSON is in place the old one still points at the old, whole
+    tensors file: a crash or Ctrl-C at any moment leaves the last good checkpoint usable.
+    Older tensors files are deleted after.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{name}": t for name, t in _tensors_to_save(model).items()}
+    optimizer_state = optimizer.state_dict()
+    other_state: dict[str, dict[str, Any]] = {}  # non-tensor per-parameter state, if any
+    for index, state in optimizer_state["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                other_state.setdefault(str(index), {})[key] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.batches"] = batch_rng.get_state()
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    tensors_file = f"train_state-{step:08d}.safetensors"
+    atomic_write_bytes(directory / tensors_file, safetensors_bytes(
+        {name: t.detach().cpu().contiguous() for name, t in tensors.items()}))
+    atomic_write_json(directory / TRAIN_STATE_FILE, {
+        "minillm_train_state_version": TRAIN_STATE_FORMAT_VERSION,
+        "tensors_file": tensors_file,
+        "step": step,
+        "model_config": model.config.to_dict(),
+        "train_config": train_config,
+        "optimizer": {
+            "param_groups": optimizer_state["param_groups"],
+            "param_names": _param_names(model, optimizer),
+            "other_state": other_state,
+        },
+    })
+    for old in directory.glob("train_state-*.safetensors"):
+        if old.name != tensors_file:
+            old.unlink(missing_ok=True)
+
+
+def load_training_checkpoint(
+    directory: str | os.PathLike,
+    model: GPT,
+    optimizer: torch.optim.Optimizer,
+    batch_rng: torch.Generator,
+    *,
+    restore_global_rng: bool = True,
+) -> int:
+    """Restore what ``save_training_checkpoint`` saved into ``model``, ``optimizer``
+    (built as for the original run) and ``batch_rng``; return the step to continue from.
+
+    restore_global_rng: also restore torch's global generator (dropout).
+    Raises FileNotFoundError or ValueError saying what is missing, corrupted or does not
+    match (a different model config, different optimizer groups).
+    """
+    directory = Path(directory)
+    meta = read_json(directory / TRAIN_STATE_FILE)
+    where = str(directory / TRAIN_STATE_FILE)
+    required = ("minillm_train_state_version", "tensors_file", "step", "model_config", "optimizer")
+    if not isinstance(meta, dict) or any(key not in meta for key in required):
+        raise ValueError(f"{where!r} is not a minillm training checkpoint (it needs keys {list(required)})")
+    if meta["minillm_train_state_version"] > TRAIN_STATE_FORMAT_VERSION:
+        raise ValueError(f"training checkpoint version {meta['minillm_train_state_version']} is newer than "
+                         f"this library's {TRAIN_STATE_FORMAT_VERSION}: upgrade minillm_lib")
+    ours = model.config.to_dict()
+    different = [f"{k}: checkpoint {meta['model_config'].get(k)!r}, model {v!r}"
+                 for k, v in ours.items() if meta["model_config"].get(k) != v]
+    if different:
+        raise ValueError(f"the checkpoint in {str(directory)!r} is for a different model ("
+                         + "; ".join(different) + ")")
+    names = _param_names(model, optimizer)
+    if meta["optimizer"]["param_names"] != names:
+        raise ValueError(f"the optimizer in {str(directory)!r} has different parameter groups "
+                         "than this one: build it with the same configure_optimizer call")
+    tensors = read_safetensors(directory / meta["tensors_file"])
+
+    model_state = {name[len("model."):]: t for name, t in tensors.items() if name.startswith("model.")}
+    expected = _tensors_to_save(model)
+    problems = [f"missing {name!r}" for name in expected if name not in model_state]
+    problems += [f"{name!r} has shape {tuple(t.shape)}, the model {tuple(expected[name].shape)}"
+                 for name, t in model_state.items() if name in expected and t.shape != expected[name].shape]
+    problems += [f"missing {name!r}" for name in ("rng.torch", "rng.batches") if name not in tensors]
+    if problems:
+        raise ValueError(f"{meta['tensors_file']!r} in {str(directory)!r} does not fit (corrupted?): "
+                         + "; ".join(problems))
+    model.load_state_dict(model_state, strict=not model.config.tie_weights)
+
+    state: dict[int, dict[str, Any]] = {}
+    for name, t in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = t
+    for index, values in meta["optimizer"]["other_state"].items():
+        state.setdefault(int(index), {}).update(values)
+    groups = meta["optimizer"]["param_groups"]
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])  # JSON turned the tuple into a list
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+    batch_rng.set_state(tensors["rng.batches"])
+    if restore_global_rng:
+        torch.set_rng_state(tensors["rng.torch"])
+        cuda_states = [tensors[f"rng.cuda.{i}"] for i in range(torch.cuda.device_count())
+                       if f"rng.cuda.{i}" in tensors]
+        if cuda_states:
+            torch.cuda.set_rng_state_all(cuda_states)
+    return meta["step"]

@@ -191,22 +191,25 @@ def _decode(
     tokens[:, :T] = idx
     n = T  # tokens written so far
     finished = torch.zeros(B, dtype=torch.bool, device=idx.device)
-    cache = model.new_kv_cache(B) if use_cache else None
     # The model never saw more than block_size tokens (learned positions stop there):
     # a longer prompt is cropped to its last block_size tokens.
     context = idx[:, -block_size:]  # (B, <= block_size)
+    # Room for the prompt and the new tokens, at most block_size (the last new token is
+    # never fed back, hence the - 1).
+    capacity = min(block_size, context.size(1) + max_new_tokens - 1)
+    cache = model.new_kv_cache(B, capacity=max(capacity, 1)) if use_cache else None
 
     was_training = model.training
     model.eval()  # no dropout while sampling
     try:
         for _ in range(max_new_tokens):
-            if cache is not None and cache.seq_len + context.size(1) > block_size:
+            if cache is not None and cache.seq_len + context.size(1) > cache.capacity:
                 # The cache is full. Dropping its oldest token would shift the position
                 # of every other one and change all their keys and values, so from here
                 # on each step recomputes the last block_size tokens, exactly as without
                 # a cache.
                 cache = None
-                context = tokens[:, n - block_size : n]  # (B, block_size)
+                context = tokens[:, max(0, n - block_size) : n]  # (B, <= block_size)
             logits, _ = model(context, kv_cache=cache)  # (B, t, V)
             next_id = sampling.next_token(logits[:, -1, :], tokens[:, :n], generator)  # (B, 1)
             if sampling.eos_id is not None:

@@ -24,7 +24,9 @@ from .config import GPTConfig
 from .model import GPT
 
 # Hugging Face GPT-2 activation names -> our MLP kinds ("gelu_new" is the tanh GELU).
-_HF_GPT2_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
+_HF_GPT2_ACTIVATIONS = {
+    "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu",
+}
 _OUR_GPT2_ACTIVATIONS = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}
 
 
@@ -32,12 +34,22 @@ class PretrainedUnavailableError(OSError):
     """from_pretrained could not get the weights (offline, or not downloaded yet)."""
 
 
+def _import_transformers() -> Any:
+    """transformers >= 5 (its config names, e.g. LlamaConfig.rope_parameters, differ in 4.x)."""
+    try:
+        import transformers
+    except ImportError as err:
+        raise ImportError("Hugging Face interop needs `pip install 'transformers>=5'`") from err
+    if int(transformers.__version__.split(".")[0]) < 5:
+        raise ImportError(f"Hugging Face interop needs transformers>=5, found {transformers.__version__}")
+    return transformers
+
+
 # ---------------------------------------------------------------- Hugging Face -> ours
 
 def from_hf(hf_model: nn.Module) -> GPT:
     """Copy a ``GPT2LMHeadModel`` or ``LlamaForCausalLM`` into a new GPT (same dtype)."""
-    import transformers
-
+    transformers = _import_transformers()
     if isinstance(hf_model, transformers.GPT2LMHeadModel):
         model = GPT(_config_from_gpt2(hf_model.config))
         _copy_from_gpt2(model, hf_model)
@@ -74,7 +86,9 @@ def _config_from_llama(hf: Any) -> GPTConfig:
     """Translate a LlamaConfig, refusing options our model does not implement."""
     rope = hf.rope_parameters or {}
     if rope.get("rope_type", "default") != "default" or rope.get("partial_rotary_factor", 1.0) != 1.0:
-        raise ValueError(f"Llama rope_parameters {rope} are not supported: only plain RoPE (rope_type 'default')")
+        raise ValueError(
+            f"Llama rope_parameters {rope} are not supported: only plain RoPE (rope_type 'default')"
+        )
     if hf.hidden_act != "silu":
         raise ValueError(f"Llama hidden_act {hf.hidden_act!r} is not supported (need 'silu' for SwiGLU)")
     if hf.head_dim != hf.hidden_size // hf.num_attention_heads:
@@ -101,24 +115,28 @@ def _copy_from_gpt2(model: GPT, hf_model: nn.Module) -> None:
     ours, theirs = model.transformer, hf_model.transformer
     ours.wte.weight.copy_(theirs.wte.weight)
     ours.wpe.weight.copy_(theirs.wpe.weight)
-    for block, hf_block in zip(ours.h, theirs.h):
+    for block, hf_block in zip(ours.h, theirs.h, strict=True):
         for name in ("ln_1", "ln_2"):
             _copy_linear_or_norm(getattr(block, name), getattr(hf_block, name))
-        # Conv1D weights are (in, out): transpose into nn.Linear's (out, in).
-        for ours_lin, conv in ((block.attn.c_attn, hf_block.attn.c_attn), (block.attn.c_proj, hf_block.attn.c_proj),
-                               (block.mlp.c_fc, hf_block.mlp.c_fc), (block.mlp.c_proj, hf_block.mlp.c_proj)):
-            ours_lin.weight.copy_(conv.weight.t())
-            ours_lin.bias.copy_(conv.bias)
+        for ours_lin, conv in _gpt2_linear_pairs(block, hf_block):
+            ours_lin.weight.copy_(conv.weight.t())  # Conv1D's (in, out) -> nn.Linear's (out, in)
+            _copy_bias(ours_lin, conv)
     _copy_linear_or_norm(ours.ln_f, theirs.ln_f)
     if not model.config.tie_weights:
         model.lm_head.weight.copy_(hf_model.lm_head.weight)
+
+
+def _gpt2_linear_pairs(block: nn.Module, hf_block: nn.Module) -> list[tuple[nn.Linear, nn.Module]]:
+    """Our nn.Linear layers of one block, each with its GPT-2 Conv1D twin."""
+    return [(block.attn.c_attn, hf_block.attn.c_attn), (block.attn.c_proj, hf_block.attn.c_proj),
+            (block.mlp.c_fc, hf_block.mlp.c_fc), (block.mlp.c_proj, hf_block.mlp.c_proj)]
 
 
 @torch.no_grad()
 def _copy_from_llama(model: GPT, hf_model: nn.Module) -> None:
     ours, theirs = model.transformer, hf_model.model
     ours.wte.weight.copy_(theirs.embed_tokens.weight)
-    for block, hf_block in zip(ours.h, theirs.layers):
+    for block, hf_block in zip(ours.h, theirs.layers, strict=True):
         attn, mlp = hf_block.self_attn, hf_block.mlp
         block.ln_1.weight.copy_(hf_block.input_layernorm.weight)
         block.ln_2.weight.copy_(hf_block.post_attention_layernorm.weight)
@@ -134,8 +152,17 @@ def _copy_from_llama(model: GPT, hf_model: nn.Module) -> None:
 def _copy_linear_or_norm(dst: nn.Module, src: nn.Module) -> None:
     """Copy weight and bias of two modules with identical layouts (a missing bias is zero)."""
     dst.weight.copy_(src.weight)
-    if dst.bias is not None:
-        dst.bias.copy_(src.bias) if src.bias is not None else dst.bias.zero_()
+    _copy_bias(dst, src)
+
+
+def _copy_bias(dst: nn.Module, src: nn.Module) -> None:
+    """dst.bias = src.bias, where a missing src bias means zeros (the same function)."""
+    if dst.bias is None:
+        return
+    if src.bias is None:
+        dst.bias.zero_()
+    else:
+        dst.bias.copy_(src.bias)
 
 
 def _concat_into(dst: nn.Linear, parts: list[nn.Linear]) -> None:
@@ -151,8 +178,7 @@ def to_hf(model: GPT) -> nn.Module:
     """Export to ``GPT2LMHeadModel`` (learned positions, LayerNorm, GELU/ReLU, n_kv_head ==
     n_head) or ``LlamaForCausalLM`` (RoPE, RMSNorm, SwiGLU). bias=False exports to GPT-2 as
     zero biases, which computes the same function. Anything else raises ValueError."""
-    import transformers
-
+    transformers = _import_transformers()
     cfg = model.config
     if cfg.pos_encoding == "rope" or cfg.norm == "rmsnorm" or cfg.mlp == "swiglu":
         _require(cfg, "Llama", pos_encoding="rope", norm="rmsnorm", mlp="swiglu")
@@ -198,13 +224,12 @@ def _copy_to_gpt2(model: GPT, hf_model: nn.Module) -> None:
     ours, theirs = model.transformer, hf_model.transformer
     theirs.wte.weight.copy_(ours.wte.weight)
     theirs.wpe.weight.copy_(ours.wpe.weight)
-    for block, hf_block in zip(ours.h, theirs.h):
+    for block, hf_block in zip(ours.h, theirs.h, strict=True):
         for name in ("ln_1", "ln_2"):
             _copy_linear_or_norm(getattr(hf_block, name), getattr(block, name))
-        for ours_lin, conv in ((block.attn.c_attn, hf_block.attn.c_attn), (block.attn.c_proj, hf_block.attn.c_proj),
-                               (block.mlp.c_fc, hf_block.mlp.c_fc), (block.mlp.c_proj, hf_block.mlp.c_proj)):
+        for ours_lin, conv in _gpt2_linear_pairs(block, hf_block):
             conv.weight.copy_(ours_lin.weight.t())  # (out, in) -> Conv1D's (in, out)
-            conv.bias.copy_(ours_lin.bias) if ours_lin.bias is not None else conv.bias.zero_()
+            _copy_bias(conv, ours_lin)
     _copy_linear_or_norm(theirs.ln_f, ours.ln_f)
     if not model.config.tie_weights:
         hf_model.lm_head.weight.copy_(model.lm_head.weight)
@@ -214,7 +239,7 @@ def _copy_to_gpt2(model: GPT, hf_model: nn.Module) -> None:
 def _copy_to_llama(model: GPT, hf_model: nn.Module) -> None:
     ours, theirs = model.transformer, hf_model.model
     theirs.embed_tokens.weight.copy_(ours.wte.weight)
-    for block, hf_block in zip(ours.h, theirs.layers):
+    for block, hf_block in zip(ours.h, theirs.layers, strict=True):
         attn, mlp = hf_block.self_attn, hf_block.mlp
         hf_block.input_layernorm.weight.copy_(block.ln_1.weight)
         hf_block.post_attention_layernorm.weight.copy_(block.ln_2.weight)
@@ -230,10 +255,10 @@ def _copy_to_llama(model: GPT, hf_model: nn.Module) -> None:
 def _split_into(src: nn.Linear, parts: list[nn.Linear]) -> None:
     """Inverse of _concat_into: rows of src's weight go to parts in order."""
     sizes = [p.out_features for p in parts]
-    for part, w in zip(parts, src.weight.split(sizes, dim=0)):
+    for part, w in zip(parts, src.weight.split(sizes, dim=0), strict=True):
         part.weight.copy_(w)
     if src.bias is not None:
-        for part, b in zip(parts, src.bias.split(sizes, dim=0)):
+        for part, b in zip(parts, src.bias.split(sizes, dim=0), strict=True):
             part.bias.copy_(b)
 
 
@@ -256,10 +281,10 @@ def from_pretrained(name: str | os.PathLike, *, dtype: torch.dtype = torch.float
     elif str(name).startswith((".", "~")) or path.is_absolute():  # a path, not a hub id like "org/model"
         raise FileNotFoundError(f"no model folder at {str(name)!r}")
 
-    import transformers
-
+    transformers = _import_transformers()
     if path.is_dir():  # a local Hugging Face folder: its errors are about the folder, pass them on
-        return from_hf(transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **hf_kwargs).eval())
+        hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **hf_kwargs)
+        return from_hf(hf_model.eval())
     try:
         hf_model = transformers.AutoModelForCausalLM.from_pretrained(str(name), dtype=dtype, **hf_kwargs)
     except OSError as err:

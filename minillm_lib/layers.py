@@ -128,5 +128,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     x: (B, H, T, D); cos, sin: (T, D) for the positions of x's T tokens. Returns (B, H, T, D).
     Because rotations compose, q_m . k_n after RoPE depends only on the offset m - n.
     """
+    # Match x's dtype (as HF does) so bf16 activations under autocast stay bf16.
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return x * cos + rotate_half(x) * sin
 

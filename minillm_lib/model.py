@@ -102,6 +102,9 @@ class GPT(nn.Module):
         targets: (B, T) next-token ids; -100 marks positions left out of the loss.
         kv_cache: idx holds only the NEW tokens; their positions start at kv_cache.seq_len.
         """
+        if idx.dim() != 2:
+            raise ValueError(f"idx must be (B, T) token ids, got shape {tuple(idx.shape)}; "
+                             "for one sequence use idx[None]")
         B, T = idx.shape
         start = 0 if kv_cache is None else kv_cache.seq_len
         if start + T > self.config.block_size:
@@ -111,9 +114,10 @@ class GPT(nn.Module):
                 "to the last block_size tokens"
             )
         if kv_cache is not None:
-            kv_cache.check_room(T)  # a hand-made cache may be smaller than block_size
+            kv_cache.check_room(T)  # the cache may hold fewer than block_size tokens
             if kv_cache.batch_size != B:
-                raise ValueError(f"batch size {B} does not match the KV cache's batch size {kv_cache.batch_size}")
+                raise ValueError(f"batch size {B} does not match the KV cache's "
+                                 f"batch size {kv_cache.batch_size}")
 
         x = self.transformer.wte(idx)  # (B, T, C)
         rope = None
@@ -139,14 +143,23 @@ class GPT(nn.Module):
         return logits, loss
 
     def new_kv_cache(
-        self, batch_size: int, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+        self,
+        batch_size: int,
+        *,
+        capacity: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> KVCache:
-        """An empty KV cache for ``batch_size`` sequences, holding up to block_size tokens.
+        """An empty KV cache for ``batch_size`` sequences, holding up to ``capacity`` tokens
+        (default block_size; pass less to save memory with long-context models).
         Device and dtype default to the model's."""
-        weight = self.transformer.wte.weight
         cfg = self.config
+        capacity = cfg.block_size if capacity is None else capacity
+        if not 0 < capacity <= cfg.block_size:
+            raise ValueError(f"capacity must be in 1..block_size ({cfg.block_size}), got {capacity}")
+        weight = self.transformer.wte.weight
         return KVCache(
-            cfg.n_layer, batch_size, cfg.n_kv_head, cfg.block_size, cfg.head_dim,
+            cfg.n_layer, batch_size, cfg.n_kv_head, capacity, cfg.head_dim,
             device=device or weight.device, dtype=dtype or weight.dtype,
         )
 

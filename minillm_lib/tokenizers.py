@@ -23,17 +23,18 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence, Set
 from functools import cached_property
-from itertools import chain
+from itertools import chain, pairwise
 from pathlib import Path
 from typing import Any, Literal
 
 import regex
 
 # Pre-tokenization: BPE never merges across the boundaries of these chunks, so a token cannot
-# glue the end of one word to the start of the next. Both are the regexes tiktoken ships.
+# glue the end of one word to the start of the next. Both are the regexes tiktoken ships
+# (``++``, ``?+``: possessive, i.e. no backtracking; the same splits, found faster).
 SPLIT_PATTERNS: dict[str, str] = {
-    # GPT-2 (tiktoken's "r50k_base"): contractions, words with one leading space, numbers,
-    # punctuation runs, whitespace.
+    # GPT-2 (tiktoken's "r50k_base", equivalent to the regex of GPT-2's encoder.py):
+    # contractions, words with one leading space, numbers, punctuation runs, whitespace.
     "gpt2": r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s""",
     # GPT-4 (tiktoken's "cl100k_base"): case-insensitive contractions, numbers of at most 3
     # digits, newlines kept apart from other whitespace.
@@ -145,19 +146,20 @@ class Tokenizer:
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer to ``path`` as JSON (``{"type": ..., ...}``)."""
         data = {"type": self.type_name, **self._to_dict()}
-        Path(path).write_text(_to_json(data), encoding="utf-8")
+        tmp = Path(f"{os.fspath(path)}.tmp")
+        tmp.write_text(_to_json(data), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a crash never leaves half a tokenizer file
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
         """Read a tokenizer written by ``save``; the file's "type" must match this class."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("type") != cls.type_name:
-            found = data.get("type") if isinstance(data, dict) else type(data).__name__
+        tokenizer = load_tokenizer(path)
+        if not isinstance(tokenizer, cls):
             raise ValueError(
-                f"{os.fspath(path)!r} holds a tokenizer of type {found!r}, not "
+                f"{os.fspath(path)!r} holds a tokenizer of type {tokenizer.type_name!r}, not "
                 f"{cls.type_name!r}; use load_tokenizer() to load any type"
             )
-        return cls._from_dict(data)
+        return tokenizer
 
     def _to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -172,8 +174,8 @@ class CharTokenizer(Tokenizer):
     text, then the special tokens in the order given (the unk token, if any, is one of them).
 
     >>> tok = CharTokenizer.from_text("hello")
-    >>> tok.encode("hole")
-    [2, 3, 1, 0]
+    >>> tok.encode("hole")  # vocabulary: e h l o
+    [1, 3, 2, 0]
     """
 
     type_name = "char"
@@ -281,18 +283,23 @@ class BPETokenizer(Tokenizer):
     ) -> None:
         self.pattern = _resolve_pattern(pattern)
         self.merges = [(int(a), int(b)) for a, b in merges]
-        # token_bytes[i]: the bytes that token i stands for
+        # token_bytes[i]: the bytes that token i stands for; mergeable_ranks: the reverse
         token_bytes = [bytes([i]) for i in range(256)]
+        self.mergeable_ranks = {piece: i for i, piece in enumerate(token_bytes)}
         for k, (a, b) in enumerate(self.merges):
             if not (0 <= a < len(token_bytes) and 0 <= b < len(token_bytes)):
                 raise ValueError(
                     f"merge {k} is ({a}, {b}), but a merge may only join existing tokens "
                     f"0..{len(token_bytes) - 1}"
                 )
-            token_bytes.append(token_bytes[a] + token_bytes[b])
-        self.mergeable_ranks = {piece: i for i, piece in enumerate(token_bytes)}
-        if len(self.mergeable_ranks) != len(token_bytes):
-            raise ValueError("two merges produce the same bytes; each token must be unique")
+            piece = token_bytes[a] + token_bytes[b]
+            if piece in self.mergeable_ranks:  # encoding looks tokens up by their bytes
+                raise ValueError(
+                    f"merge {k} ({a}, {b}) gives {piece!r}, the bytes of token "
+                    f"{self.mergeable_ranks[piece]}; every token must have distinct bytes"
+                )
+            self.mergeable_ranks[piece] = len(token_bytes)
+            token_bytes.append(piece)
         n_tokens = len(token_bytes)
         names = _check_special_names(special_tokens)
         self.special_tokens = {name: n_tokens + i for i, name in enumerate(names)}
@@ -301,6 +308,9 @@ class BPETokenizer(Tokenizer):
         }
         self._chunk_regex = regex.compile(self.pattern)
         self._cache: dict[str, list[int]] = {}
+        # How often each merged pair occurred in the training text when it was merged; set by
+        # train() (a training statistic, so not saved: None after load()).
+        self.merge_counts: list[int] | None = None
 
     @classmethod
     def train(
@@ -316,10 +326,10 @@ class BPETokenizer(Tokenizer):
         model's embedding table. pattern: "gpt2", "gpt4" or a regex. Special tokens in ``text``
         are cut out first: no merge ever spans one.
 
-        Each step merges the most frequent adjacent pair; ties go to the pair with the lowest
-        ids (lowest first id, then lowest second id), so training is deterministic. A pair whose
-        joined bytes already form a token (the same bytes reached by another path) is skipped:
-        every token has distinct bytes, as tiktoken requires.
+        Each step merges the most frequent adjacent pair (pairs are counted inside chunks, all
+        occurrences, overlapping ones included, then merged left to right); ties go to the pair
+        with the lowest ids (lowest first id, then lowest second id), so training is
+        deterministic.
         """
         _check_text(text)
         if not text:
@@ -344,14 +354,16 @@ class BPETokenizer(Tokenizer):
         for piece in pieces:
             chunk_counts.update(chunk_regex.findall(piece))
         byte_counts = {chunk.encode("utf-8"): count for chunk, count in chunk_counts.items()}
-        merges = _learn_merges(byte_counts, n_merges)
+        merges, merge_counts = _learn_merges(byte_counts, n_merges)
         if len(merges) < n_merges:
             raise ValueError(
                 f"vocab_size={vocab_size} is too large for this text: it has no pairs left to "
                 f"merge after {len(merges)} merges, so vocab_size can be at most "
                 f"{256 + len(merges) + len(names)}"
             )
-        return cls(merges, pattern, names)
+        tokenizer = cls(merges, pattern, names)
+        tokenizer.merge_counts = merge_counts
+        return tokenizer
 
     @property
     def vocab_size(self) -> int:
@@ -379,7 +391,7 @@ class BPETokenizer(Tokenizer):
             return [whole]
         parts = [chunk[i : i + 1] for i in range(len(chunk))]
         # pair_ranks[i]: id of parts[i] + parts[i + 1] if that is a token, else _NO_RANK
-        pair_ranks = [ranks.get(a + b, _NO_RANK) for a, b in zip(parts, parts[1:])]
+        pair_ranks = [ranks.get(a + b, _NO_RANK) for a, b in pairwise(parts)]
         while len(parts) > 1:
             best = min(pair_ranks)
             if best == _NO_RANK:
@@ -463,7 +475,7 @@ Pair = tuple[int, int]
 _NO_RANK = float("inf")
 
 
-def _learn_merges(chunk_counts: dict[bytes, int], n_merges: int) -> list[Pair]:
+def _learn_merges(chunk_counts: dict[bytes, int], n_merges: int) -> tuple[list[Pair], list[int]]:
     """Learn up to ``n_merges`` merges from distinct chunks and their counts.
 
     Recounting every pair after each merge costs a pass over the whole corpus per merge.
@@ -471,23 +483,23 @@ def _learn_merges(chunk_counts: dict[bytes, int], n_merges: int) -> list[Pair]:
     chunks that contain (a, b), so we remember which chunks hold each pair and revisit only those.
     The most frequent pair comes from a heap; when a count drops, its old heap entry is left in
     place and fixed when it reaches the top ("lazy deletion").
-    Returns fewer than ``n_merges`` merges if the text runs out of pairs.
+    Returns the merges and how often each merged pair occurred when it was merged; fewer than
+    ``n_merges`` merges if the text runs out of pairs.
     """
     words = [list(chunk) for chunk in chunk_counts]  # each chunk as a list of token ids
     weights = list(chunk_counts.values())  # how often each chunk occurs in the text
     pair_counts: dict[Pair, int] = defaultdict(int)
     where: dict[Pair, set[int]] = defaultdict(set)  # pair -> indices of words that contain it
-    for index, (word, weight) in enumerate(zip(words, weights)):
-        for pair in zip(word, word[1:]):
+    for index, (word, weight) in enumerate(zip(words, weights, strict=True)):
+        for pair in pairwise(word):
             pair_counts[pair] += weight
             where[pair].add(index)
     # Python's heap is a min-heap: store -count. On equal counts the lower pair comes first.
     heap = [(-count, pair) for pair, count in pair_counts.items()]
     heapq.heapify(heap)
 
-    token_bytes = [bytes([i]) for i in range(256)]
-    known = set(token_bytes)
     merges: list[Pair] = []
+    merge_counts: list[int] = []
     while len(merges) < n_merges and heap:
         negative_count, pair = heapq.heappop(heap)
         count = pair_counts[pair]
@@ -495,24 +507,20 @@ def _learn_merges(chunk_counts: dict[bytes, int], n_merges: int) -> list[Pair]:
             if count > 0:
                 heapq.heappush(heap, (-count, pair))
             continue
-        joined = token_bytes[pair[0]] + token_bytes[pair[1]]
-        if joined in known:  # same bytes as an existing token: skip this pair for good
-            continue
-        new_id = len(token_bytes)
+        new_id = 256 + len(merges)
         merges.append(pair)
-        token_bytes.append(joined)
-        known.add(joined)
+        merge_counts.append(count)
 
         new_pairs: set[Pair] = set()
         for index in where.pop(pair):
             word = words[index]
             merged = _merge_pair(word, pair, new_id)
-            if len(merged) == len(word):  # an older merge already took this word's (a, b)
+            if len(merged) == len(word):  # stale index: a later merge broke up this (a, b)
                 continue
             weight = weights[index]
-            for old in zip(word, word[1:]):
+            for old in pairwise(word):
                 pair_counts[old] -= weight
-            for new in zip(merged, merged[1:]):
+            for new in pairwise(merged):
                 pair_counts[new] += weight
                 if new_id in new:  # only pairs with the new token are new to this word
                     where[new].add(index)
@@ -521,7 +529,7 @@ def _learn_merges(chunk_counts: dict[bytes, int], n_merges: int) -> list[Pair]:
         del pair_counts[pair]
         for new in new_pairs:  # push once, with the final count
             heapq.heappush(heap, (-pair_counts[new], new))
-    return merges
+    return merges, merge_counts
 
 
 def _merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:

@@ -1,0 +1,36 @@
+"""Small fixes to the rendered book, so every page loads without a JavaScript error.
+
+- sphinx-thebe registers its inline configuration script twice (once for sphinx-book-theme's
+  settings, once for its own), and the second copy redeclares ``const THEBE_JS_URL``: a
+  SyntaxError on every page. We keep the first script that declares a given constant.
+- The pydata theme logs an error on a first visit unless ``default_mode`` is set.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_CONST = re.compile(r"\bconst\s+(\w+)\s*=")
+
+
+def _drop_redeclaring_scripts(app, pagename, templatename, context: dict[str, Any], doctree) -> None:
+    declared: set[str] = set()
+    kept = []
+    for script in context.get("script_files", []):
+        names = set(_CONST.findall(getattr(script, "attributes", {}).get("body", "")))
+        if names & declared:
+            continue  # a second copy: running it would throw "already been declared"
+        declared |= names
+        kept.append(script)
+    context["script_files"] = kept
+
+
+def _set_default_mode(app, config) -> None:
+    config.html_context.setdefault("default_mode", "auto")
+
+
+def setup(app) -> dict[str, Any]:
+    app.connect("config-inited", _set_default_mode)
+    app.connect("html-page-context", _drop_redeclaring_scripts, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

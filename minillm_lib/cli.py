@@ -1,0 +1,249 @@
+"""The ``minillm`` command: train, sample, evaluate and export models from a terminal.
+
+    python -m minillm_lib train --data shakespeare --preset baby --out runs/baby
+    python -m minillm_lib sample runs/baby --prompt "ROMEO:" --temperature 0.8 --top-k 40
+    python -m minillm_lib eval runs/baby --data shakespeare
+    python -m minillm_lib export runs/baby hf/baby        # a transformers from_pretrained folder
+
+A run folder holds the model (model.safetensors + config.json), its tokenizer.json, the
+training checkpoint (train_state.json + train_state-<step>.safetensors) and the training
+log (train_log.jsonl). ``train`` continues a run when its folder holds a checkpoint, and
+works under ``torchrun --nproc_per_node=N -m minillm_lib train ...``.
+
+Mistakes (a missing folder, an unknown preset, an unreadable corpus) end with a one-line
+message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+from .checkpoint import has_training_checkpoint
+from .config import PRESETS, GPTConfig
+from .data import load_corpus, train_val_split
+from .generate import stream
+from .model import GPT
+from .tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+from .train import NonFiniteLossError, TrainConfig, evaluate, resolve_device, train
+
+TOKENIZER_FILE = "tokenizer.json"
+
+# Command-line flag -> GPTConfig field; None (not given) keeps the preset's value.
+MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
+# Command-line flag -> TrainConfig field; None keeps TrainConfig's default.
+TRAIN_FLAGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "lr_decay_iters",
+               "weight_decay", "grad_clip", "grad_accum_steps", "eval_interval", "ckpt_interval",
+               "seed", "device", "dtype")
+
+
+class UsageError(Exception):
+    """A mistake on the command line: reported in one line, exit code 2."""
+
+
+def _run_folder(path: str) -> Path:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UsageError(f"run folder {path!r} does not exist")
+    for name in ("model.safetensors", "config.json", TOKENIZER_FILE):
+        if not (folder / name).is_file():
+            raise UsageError(f"{path!r} is not a run folder: it has no {name} (train into it first)")
+    return folder
+
+
+def _read_corpus(source: str) -> str:
+    try:
+        return load_corpus(source)
+    except OSError as err:  # CorpusError is an OSError
+        raise UsageError(f"cannot read corpus {source!r}: {err}") from err
+
+
+# ---------------------------------------------------------------- train
+
+
+def _build_tokenizer(args: argparse.Namespace, text: str) -> CharTokenizer | BPETokenizer:
+    if args.tokenizer == "char":
+        return CharTokenizer.from_text(text)
+    return BPETokenizer.train(text, args.vocab_size)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    resume = has_training_checkpoint(out)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if args.preset not in PRESETS:
+        raise UsageError(f"unknown preset {args.preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+    text = _read_corpus(args.data)
+
+    if resume:
+        given = [f"--{name.replace('_', '-')}" for name in MODEL_FLAGS if getattr(args, name) is not None]
+        if given:
+            raise UsageError(f"{args.out!r} already holds a run; its model shape is fixed, so drop "
+                             f"{' '.join(given)} (or train into a new --out folder)")
+        tokenizer = load_tokenizer(out / TOKENIZER_FILE)
+        model = GPT.load(out)  # the weights are then replaced by the checkpoint's
+    else:
+        tokenizer = _build_tokenizer(args, text)
+        overrides = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name) is not None}
+        model = GPT(GPTConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size, **overrides))
+        if is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            tokenizer.save(out / TOKENIZER_FILE)
+
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    train_ids, val_ids = train_val_split(ids)
+    settings = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+    cfg = TrainConfig(**settings, compile=args.compile, out_dir=str(out))
+    if is_main:
+        print(f"{'resuming' if resume else 'training'} {model.num_params():,} parameters on "
+              f"{len(train_ids):,} tokens of {args.data!r} into {str(out)!r}", file=sys.stderr)
+    history = train(model, train_ids, val_ids, cfg, chars_per_token=len(text) / len(ids),
+                    resume=resume, progress=not args.no_progress)
+    if is_main and history.evals:
+        last = history.evals[-1]
+        print(f"step {last['step']}: val loss {last['loss']:.4f}, perplexity {last['perplexity']:.2f}, "
+              f"{last['bits_per_char']:.3f} bits/char")
+
+
+# ---------------------------------------------------------------- sample
+
+
+def _print_as_it_comes(tokenizer: CharTokenizer | BPETokenizer, ids: Iterable[int]) -> None:
+    """Print the text of ``ids`` as they arrive. A BPE token may end inside a multi-byte
+    character, so text is held back while it ends with an incomplete one ("\ufffd")."""
+    seen: list[int] = []
+    printed = 0
+    for token_id in ids:
+        seen.append(token_id)
+        text = tokenizer.decode(seen)
+        if not text.endswith("\ufffd"):
+            print(text[printed:], end="", flush=True)
+            printed = len(text)
+    print(tokenizer.decode(seen)[printed:])
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    folder = _run_folder(args.run)
+    device = resolve_device(args.device)
+    model = GPT.load(folder, device=device)
+    tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
+    prompt_ids = tokenizer.encode(args.prompt)  # ValueError for characters it never saw
+    if not prompt_ids:
+        raise UsageError("--prompt is empty: give at least one character (the default is a newline)")
+    idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    for i in range(args.num_samples):
+        if i:
+            print("-" * 40)
+        print(args.prompt, end="", flush=True)
+        new_ids = stream(model, idx, args.max_new_tokens, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                         repetition_penalty=args.repetition_penalty, generator=generator,
+                         use_cache=not args.no_cache)
+        _print_as_it_comes(tokenizer, new_ids)
+
+
+# ---------------------------------------------------------------- eval and export
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    folder = _run_folder(args.run)
+    device = resolve_device(args.device)
+    model = GPT.load(folder, device=device)
+    tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
+    text = _read_corpus(args.data)
+    if args.split == "val":
+        text = train_val_split(text)[1]  # the same last 10% that train validated on
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    result = evaluate(model, ids, args.batch_size, chars_per_token=len(text) / len(ids))
+    print(f"{args.split} split of {args.data!r}: {len(ids):,} tokens")
+    print(f"loss {result['loss']:.4f}  perplexity {result['perplexity']:.3f}  "
+          f"bits/token {result['bits_per_token']:.4f}  bits/char {result['bits_per_char']:.4f}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    folder = _run_folder(args.run)
+    model = GPT.load(folder)
+    hf_model = model.to_hf()  # ValueError if no transformers class fits the config
+    hf_model.save_pretrained(args.out)
+    print(f"wrote a transformers {type(hf_model).__name__} to {args.out!r} "
+          f"(load it with from_pretrained({args.out!r}))")
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minillm", description="Train and sample small GPTs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("train", help="train a model (continues the run in --out if there is one)")
+    p.add_argument("--data", default="shakespeare", help="corpus name (shakespeare, tinyshakespeare) or text file")
+    p.add_argument("--tokenizer", choices=["char", "bpe"], default="char")
+    p.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size")
+    p.add_argument("--preset", default="baby", help=f"model preset: {', '.join(sorted(PRESETS))}")
+    for name, kind in (("n_layer", int), ("n_head", int), ("n_embd", int), ("block_size", int), ("dropout", float)):
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help="override the preset")
+    for name, kind in (("batch_size", int), ("max_iters", int), ("lr", float), ("min_lr", float),
+                       ("warmup_iters", int), ("lr_decay_iters", int), ("weight_decay", float),
+                       ("grad_clip", float), ("grad_accum_steps", int), ("eval_interval", int),
+                       ("ckpt_interval", int), ("seed", int)):
+        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"TrainConfig.{name}")
+    p.add_argument("--device", help="auto (default), cpu, cuda, mps")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = commands.add_parser("sample", help="generate text from a run, streaming it")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--prompt", default="\n")
+    p.add_argument("--max-new-tokens", type=int, default=500)
+    p.add_argument("--num-samples", type=int, default=1)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--min-p", type=float)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--no-cache", action="store_true", help="recompute the context every step")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_sample)
+
+    p = commands.add_parser("eval", help="exact loss, perplexity and bits per character on a corpus")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--data", default="shakespeare", help="corpus name or text file")
+    p.add_argument("--split", choices=["val", "all"], default="val", help="val = the last 10%%")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_eval)
+
+    p = commands.add_parser("export", help="write a run as a Hugging Face transformers folder")
+    p.add_argument("run", help="run folder")
+    p.add_argument("out", help="folder for save_pretrained")
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``minillm`` / ``python -m minillm_lib``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (UsageError, ValueError, OSError) as err:  # OSError covers missing files and CorpusError
+        message = " ".join(str(err).split())  # one line
+        print(f"minillm {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"minillm {args.command}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nminillm {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0

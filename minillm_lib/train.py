@@ -1,0 +1,453 @@
+"""Training a GPT: AdamW with parameter groups, a warm-up + cosine schedule, the loop.
+
+One optimizer step, as the field does it::
+
+    lr = lr_at(step, cfg)                          # warm-up, then cosine decay to min_lr
+    for each of grad_accum_steps micro-batches:    # a big batch in small pieces
+        loss = model(x, y) / grad_accum_steps; loss.backward()
+    clip the gradients to a global norm of grad_clip
+    optimizer.step(); optimizer.zero_grad()
+
+Every ``eval_interval`` steps the model is evaluated on the WHOLE validation split (the
+exact loss, not an estimate from a few random batches), shown also as perplexity and bits
+per token / per character. Callbacks let a notebook draw the curves while it trains.
+
+The same ``train`` runs on one process or under ``torchrun --nproc_per_node=N`` with
+DistributedDataParallel: every process draws the same global batch, keeps its own slice,
+and gradients are averaged across processes, so N processes take the same steps as one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.nn.utils import clip_grads_with_norm_, get_total_norm
+from tqdm.auto import tqdm
+
+from .checkpoint import has_training_checkpoint, load_training_checkpoint, save_training_checkpoint
+from .data import get_batch, iter_eval_batches
+from .model import GPT
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+TRAIN_LOG_FILE = "train_log.jsonl"  # one JSON object per step and per evaluation
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss (or gradient norm); the step was not taken."""
+
+    def __init__(self, step: int, what: str, value: float) -> None:
+        super().__init__(
+            f"{what} is {value} at step {step}: training stopped before this update "
+            "(lower the learning rate or enable grad_clip); the last checkpoint saved, "
+            "if any, is from before this step"
+        )
+        self.step = step
+        self.value = value
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters of a training run. The defaults are nanoGPT's CPU "baby GPT" recipe
+    for Tiny Shakespeare (warm-up 100, cosine decay to 1e-4 over 2000 steps, beta2 = 0.99).
+
+    A step uses ``batch_size * grad_accum_steps`` sequences of the model's block_size
+    tokens, summed over all processes when training runs distributed.
+    """
+
+    batch_size: int = 12             # sequences per micro-batch (all processes together)
+    max_iters: int = 2000            # optimizer steps
+    lr: float = 1e-3                 # peak learning rate, reached at the end of warm-up
+    min_lr: float = 1e-4             # floor of the cosine decay
+    warmup_iters: int = 100          # linear warm-up from lr / warmup_iters to lr
+    lr_decay_iters: int | None = None  # cosine reaches min_lr here (None = max_iters)
+    weight_decay: float = 0.1        # AdamW decay, on weight matrices only
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0           # clip the global gradient norm to this (0 = off)
+    grad_accum_steps: int = 1        # micro-batches per optimizer step
+    eval_interval: int = 250         # evaluate every this many steps (0 = only at the end)
+    eval_batch_size: int | None = None  # sequences per evaluation batch (None = batch_size)
+    seed: int = 1337                 # seeds the batches and dropout
+    device: str = "auto"             # "auto" = CUDA, then Apple MPS, then CPU
+    dtype: str = "float32"           # "bfloat16" = autocast matmuls to bf16
+    compile: bool = False            # torch.compile the model for training
+    out_dir: str | None = None       # where checkpoints and the log go (None = nowhere)
+    ckpt_interval: int | None = None  # save every this many steps (None = eval_interval)
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)  # JSON gives lists back
+        positive = ("batch_size", "max_iters", "grad_accum_steps")
+        non_negative = ("warmup_iters", "eval_interval", "seed")
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            low = 1 if name in positive else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                rule = "a positive integer" if low else "an integer >= 0"
+                raise ValueError(f"TrainConfig.{name} must be {rule}, got {value!r}")
+        for name in ("lr_decay_iters", "eval_batch_size", "ckpt_interval"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"TrainConfig.{name} must be a positive integer or None, got {value!r}")
+        for name in ("lr", "min_lr", "weight_decay", "grad_clip"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
+        if self.min_lr > self.lr:
+            raise ValueError(f"TrainConfig.min_lr ({self.min_lr}) must not exceed TrainConfig.lr ({self.lr})")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"TrainConfig.dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError) as err:
+                raise ValueError(f"TrainConfig.device must be 'auto', 'cpu', 'cuda', 'mps', ..., "
+                                 f"got {self.device!r}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- optimizer and schedule
+
+
+def decay_groups(model: nn.Module) -> tuple[dict[str, nn.Parameter], dict[str, nn.Parameter]]:
+    """Split the trainable parameters by name into (decay, no_decay).
+
+    Weight decay pulls weights towards 0. It suits the weight matrices of linear layers.
+    Biases and norm gains (1-D) only shift and rescale, and decaying embeddings would
+    push rare tokens' vectors to 0 just because they are rarely seen, so those are left out.
+    A tied lm_head IS the token embedding (one Parameter), so it is not decayed either.
+    """
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay: dict[str, nn.Parameter] = {}
+    no_decay: dict[str, nn.Parameter] = {}
+    for name, p in model.named_parameters():  # each shared Parameter is listed once
+        if p.requires_grad:
+            group = decay if p.dim() >= 2 and id(p) not in embeddings else no_decay
+            group[name] = p
+    # Every parameter in exactly one group: none forgotten, none optimized twice.
+    decay_ids, no_decay_ids = {id(p) for p in decay.values()}, {id(p) for p in no_decay.values()}
+    assert not decay_ids & no_decay_ids
+    assert decay_ids | no_decay_ids == {id(p) for p in model.parameters() if p.requires_grad}
+    return decay, no_decay
+
+
+def configure_optimizer(
+    model: nn.Module,
+    *,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    betas: tuple[float, float] = (0.9, 0.99),
+    fused: bool | None = None,
+) -> torch.optim.AdamW:
+    """AdamW with two parameter groups: weight decay on weight matrices, none elsewhere
+    (see ``decay_groups``). ``fused`` = one kernel for the whole update; None = PyTorch's
+    default (its multi-tensor "foreach" path), which measured as fast on a CPU."""
+    decay, no_decay = decay_groups(model)
+    groups = [
+        {"params": list(decay.values()), "weight_decay": weight_decay},
+        {"params": list(no_decay.values()), "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): a pure function, easy to plot.
+
+    Linear warm-up over ``warmup_iters`` steps (Adam's moment estimates are poor at first,
+    so big early steps would be noisy), then half a cosine from ``lr`` down to ``min_lr``
+    at ``lr_decay_iters``, then ``min_lr``.
+    """
+    decay_iters = cfg.max_iters if cfg.lr_decay_iters is None else cfg.lr_decay_iters
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    if step >= decay_iters:
+        return cfg.min_lr
+    progress = (step - cfg.warmup_iters) / (decay_iters - cfg.warmup_iters)  # 0 -> 1
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+# ---------------------------------------------------------------- devices and processes
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" -> CUDA if available, else Apple MPS, else CPU; any other name as given."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device, dtype: str) -> AbstractContextManager:
+    """Mixed precision: with "bfloat16" matmuls run in bf16 (weights stay float32)."""
+    if dtype == "float32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=DTYPES[dtype])
+
+
+def _start_distributed(device_name: str) -> tuple[int, int, torch.device]:
+    """Join the process group torchrun describes in the environment (WORLD_SIZE > 1).
+
+    Returns (rank, world_size, device). The group is created once per process and kept
+    until the process exits (torch cannot create a second one after destroying the first),
+    so train() may be called several times under torchrun.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1, resolve_device(device_name)
+    device = resolve_device(device_name)
+    if device.type == "cuda":  # one GPU per process
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(dist.destroy_process_group)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def chars_per_token(text: str, ids: list[int] | torch.Tensor) -> float:
+    """Characters per token of ``text`` encoded as ``ids``: 1.0 for a character tokenizer,
+    more for BPE. Converts a loss per token into one per character."""
+    if len(ids) == 0:
+        raise ValueError("ids is empty: cannot compute characters per token")
+    return len(text) / len(ids)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: torch.Tensor,
+    batch_size: int,
+    *,
+    chars_per_token: float | None = None,
+    dtype: str = "float32",
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict[str, float]:
+    """Exact mean loss of ``model`` over every next-token prediction in ``data`` (N,).
+
+    Returns a dict with
+        loss: cross-entropy in nats per token;
+        perplexity: exp(loss), the number of equally likely tokens the model hesitates among;
+        bits_per_token: loss / ln 2;
+        bits_per_char: bits_per_token / chars_per_token (only when chars_per_token is given):
+            comparable across tokenizers, unlike the loss per token.
+    With ``world_size`` > 1 (inside a process group) each process takes every
+    world_size-th batch and the sums are added up across processes.
+    """
+    device = next(model.parameters()).device
+    block_size = model.config.block_size
+    total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, count)
+    was_training = model.training
+    model.eval()
+    try:
+        for i, (x, y) in enumerate(iter_eval_batches(data, batch_size, block_size)):
+            if i % world_size != rank:
+                continue
+            x, y = x.to(device), y.to(device)
+            with autocast(device, dtype):
+                _, loss = model(x, y)  # mean over the b * t targets of this batch
+            total[0] += loss.double() * y.numel()
+            total[1] += y.numel()
+    finally:
+        model.train(was_training)
+    if world_size > 1:
+        dist.all_reduce(total)
+    loss = (total[0] / total[1]).item()
+    result = {"loss": loss, "perplexity": math.exp(loss), "bits_per_token": loss / math.log(2)}
+    if chars_per_token is not None:
+        result["bits_per_char"] = result["bits_per_token"] / chars_per_token
+    return result
+
+
+# ---------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainHistory:
+    """What one ``train`` call did: one record per optimizer step and per evaluation."""
+
+    steps: list[dict[str, float]] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+
+    @property
+    def losses(self) -> list[float]:
+        """Training loss of every step, in order."""
+        return [record["loss"] for record in self.steps]
+
+
+def train(
+    model: GPT,
+    train_data: torch.Tensor,
+    val_data: torch.Tensor | None,
+    cfg: TrainConfig,
+    *,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    on_eval: Callable[[dict[str, float]], None] | None = None,
+    chars_per_token: float | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainHistory:
+    """Train ``model`` on token ids ``train_data`` (N,), evaluating on ``val_data`` (M,).
+
+    Args:
+        cfg: the hyperparameters (see TrainConfig).
+        on_step: called after every step with {"step", "loss", "lr", "grad_norm",
+            "tokens_per_sec", "elapsed"}; "step" counts the updates done so far.
+        on_eval: called after every evaluation with {"step", "loss", "perplexity",
+            "bits_per_token", ("bits_per_char")}; also at step 0, before training.
+        chars_per_token: turns the validation loss into bits per character.
+        resume: continue from the checkpoint in cfg.out_dir (model, optimizer, step,
+            random states): the losses continue exactly as in an uninterrupted run.
+        progress: show a progress bar with the loss and tokens/s.
+
+    With cfg.out_dir set, a checkpoint (see checkpoint.save_training_checkpoint) and
+    the model (model.safetensors + config.json) are saved every cfg.ckpt_interval steps
+    and at the end, and every step and evaluation is appended to train_log.jsonl.
+    Under torchrun, only rank 0 logs, saves and calls the callbacks.
+
+    Raises:
+        NonFiniteLossError: the loss or the gradient norm became NaN or infinite.
+    """
+    n_processes = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.batch_size % n_processes != 0:
+        raise ValueError(f"TrainConfig.batch_size ({cfg.batch_size}) must be divisible by the "
+                         f"number of processes ({n_processes}): each takes an equal slice")
+    if resume and (cfg.out_dir is None or not has_training_checkpoint(cfg.out_dir)):
+        raise FileNotFoundError(f"resume=True but there is no training checkpoint in out_dir={cfg.out_dir!r}")
+    rank, world_size, device = _start_distributed(cfg.device)
+    is_main = rank == 0
+    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
+    ckpt_interval = cfg.ckpt_interval or cfg.eval_interval
+    block_size = model.config.block_size
+    local_batch = cfg.batch_size // world_size
+    tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * block_size
+    history = TrainHistory()
+    log = None
+    bar = tqdm(total=cfg.max_iters, disable=not (progress and is_main),
+               desc="training", unit="step", dynamic_ncols=True)
+
+    def record(kind: str, info: dict[str, float], callback: Callable | None) -> None:
+        (history.steps if kind == "step" else history.evals).append(info)
+        if is_main:
+            if log is not None:
+                log.write(json.dumps({"event": kind, **info}) + "\n")
+                log.flush()
+            if callback is not None:
+                callback(info)
+
+    def run_eval() -> None:
+        if val_data is not None:
+            result = evaluate(model, val_data, cfg.eval_batch_size or cfg.batch_size,
+                              chars_per_token=chars_per_token, dtype=cfg.dtype,
+                              rank=rank, world_size=world_size)
+            record("eval", {"step": step, **result}, on_eval)
+            bar.set_postfix_str(f"val loss {result['loss']:.4f}", refresh=False)
+
+    def save() -> None:
+        if is_main and out_dir is not None:
+            save_training_checkpoint(out_dir, model, optimizer, step=step, batch_rng=batch_rng,
+                                     train_config=cfg.to_dict())
+            model.save(out_dir)
+
+    try:
+        model.to(device)
+        optimizer = configure_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+        # Batches come from their own generator, seeded alike in every process, so all
+        # processes draw the same global batch; the global generator drives dropout.
+        batch_rng = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed + rank)
+        step = 0
+        if resume:
+            step = load_training_checkpoint(out_dir, model, optimizer, batch_rng,
+                                            restore_global_rng=world_size == 1)
+            if world_size > 1:  # per-process dropout streams are not saved: start fresh ones
+                torch.manual_seed(cfg.seed + rank + step)
+            bar.update(step)
+
+        train_model: nn.Module = model
+        if cfg.compile:
+            train_model = torch.compile(train_model)
+        if world_size > 1:
+            train_model = DistributedDataParallel(
+                train_model, device_ids=[device.index] if device.type == "cuda" else None)
+        if is_main and out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            log = open(out_dir / TRAIN_LOG_FILE, "a" if resume else "w", encoding="utf-8")
+
+        model.train()
+        if step == 0:
+            run_eval()  # the loss before training: about ln(vocab_size) for a fresh model
+        start_time = time.perf_counter()
+        while step < cfg.max_iters:
+            t0 = time.perf_counter()
+            lr = lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss_sum = torch.zeros((), device=device)
+            for micro in range(cfg.grad_accum_steps):
+                x, y = get_batch(train_data, cfg.batch_size, block_size, generator=batch_rng)
+                # This process's slice of the global batch.
+                x = x[rank * local_batch:(rank + 1) * local_batch].to(device)  # (B / world_size, T)
+                y = y[rank * local_batch:(rank + 1) * local_batch].to(device)
+                # Average gradients across processes only once, after the last micro-batch.
+                last = micro == cfg.grad_accum_steps - 1
+                sync = nullcontext() if last or world_size == 1 else train_model.no_sync()
+                with sync:
+                    with autocast(device, cfg.dtype):
+                        _, loss = train_model(x, y)
+                    # Summing gradients of loss / k over k micro-batches = the gradient of their mean.
+                    (loss / cfg.grad_accum_steps).backward()
+                loss_sum += loss.detach()
+            if world_size > 1:
+                dist.all_reduce(loss_sum)  # every process logs (and checks) the global loss
+            loss_value = loss_sum.item() / (cfg.grad_accum_steps * world_size)
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(step + 1, "the training loss", loss_value)
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            grad_norm = get_total_norm(grads)  # one number for all gradients together
+            if not torch.isfinite(grad_norm):
+                raise NonFiniteLossError(step + 1, "the gradient norm", grad_norm.item())
+            if cfg.grad_clip > 0:  # rescale all gradients together: keeps their direction
+                clip_grads_with_norm_(model.parameters(), cfg.grad_clip, grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+
+            seconds = time.perf_counter() - t0
+            info = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm.item(),
+                    "tokens_per_sec": tokens_per_step / seconds, "elapsed": time.perf_counter() - start_time}
+            record("step", info, on_step)
+            bar.set_postfix_str(f"loss {loss_value:.4f}, {info['tokens_per_sec']:,.0f} tok/s", refresh=False)
+            bar.update(1)
+            if (cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_iters:
+                run_eval()
+            if (ckpt_interval and step % ckpt_interval == 0) or step == cfg.max_iters:
+                save()
+    finally:
+        bar.close()
+        if log is not None:
+            log.close()
+    return history

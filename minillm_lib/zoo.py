@@ -1,0 +1,135 @@
+"""Course models: trained once on your machine, deterministically, then loaded from a cache.
+
+Chapters that need a trained model (sampling, attention maps, fine-tuning) call::
+
+    model, tokenizer = load_course_model("shakespeare-char")
+
+The first call trains the model from its recipe (about a minute on a laptop CPU) and
+saves it in ``$MINILLM_CACHE`` (default ``~/.cache/minillm``) under ``<name>-<hash>``,
+where the hash covers every number in the recipe: change a recipe and it trains anew.
+Later calls load the saved model in a moment. A file lock makes a second process wait
+for the first one's training instead of training the same model at the same time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import data
+from .checkpoint import atomic_write_json
+from .config import GPTConfig
+from .model import GPT
+from .tokenizers import CharTokenizer, load_tokenizer
+from .train import TrainConfig, train
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory file locks, so no protection against parallel training
+    fcntl = None
+
+# Recipes are plain data: the corpus, the tokenizer, every GPTConfig field but vocab_size,
+# and the TrainConfig fields that differ from its defaults.
+RECIPES: dict[str, dict[str, Any]] = {
+    # The baby GPT's shape (4 layers, 4 heads, 128 wide, 64 characters of context) on the
+    # complete works of Shakespeare, read character by character.
+    "shakespeare-char": {
+        "corpus": "shakespeare",
+        "tokenizer": "char",
+        "model": dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False,
+                      pos_encoding="learned", norm="layernorm", mlp="gelu", tie_weights=True),
+        "train": dict(batch_size=12, max_iters=1500, lr=1e-3, min_lr=1e-4, warmup_iters=100,
+                      weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=0,
+                      eval_batch_size=64, seed=1337, device="cpu"),
+    },
+}
+
+DONE_FILE = "recipe.json"  # written last: its presence means the cached model is complete
+
+
+def recipe_hash(recipe: dict[str, Any]) -> str:
+    """12 hex digits identifying a recipe (its JSON with sorted keys, hashed)."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed); waits while another holds it.
+    The operating system releases it if the process dies, so a crash leaves no stale lock."""
+    with open(path, "a") as f:
+        if fcntl is not None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _train_recipe(recipe: dict[str, Any], folder: Path, progress: bool) -> tuple[GPT, CharTokenizer]:
+    if recipe["tokenizer"] != "char":
+        raise ValueError(f"recipe tokenizer must be 'char', got {recipe['tokenizer']!r}")
+    text = data.load_corpus(recipe["corpus"])
+    tokenizer = CharTokenizer.from_text(text)
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    train_ids, val_ids = data.train_val_split(ids)
+    cfg = TrainConfig(**recipe["train"])
+    torch.manual_seed(cfg.seed)  # the initial weights
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **recipe["model"]))
+    start = time.perf_counter()
+    history = train(model, train_ids, val_ids, cfg, chars_per_token=1.0, progress=progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder)
+    tokenizer.save(folder / "tokenizer.json")
+    atomic_write_json(folder / DONE_FILE, {
+        "recipe": recipe,
+        "val": history.evals[-1],
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "torch_version": torch.__version__,
+    })
+    return model.eval(), tokenizer
+
+
+def load_course_model(
+    name: str = "shakespeare-char",
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    recipe: dict[str, Any] | None = None,
+) -> tuple[GPT, CharTokenizer]:
+    """The course model ``name`` and its tokenizer, trained on first use and cached.
+
+    Args:
+        cache_dir: where models are kept (default: $MINILLM_CACHE or ~/.cache/minillm).
+        progress: show a progress bar while training.
+        recipe: train this recipe under ``name`` instead of ``RECIPES[name]`` (a variant
+            gets its own cache folder, since the hash differs).
+    Returns:
+        (model in eval mode on the CPU, tokenizer).
+
+    Training is seeded and runs on the CPU, so every machine gets (up to floating-point
+    differences between CPUs and thread counts) the same model. Its exact validation loss
+    is kept in ``<cache folder>/recipe.json``.
+    """
+    if recipe is None:
+        if name not in RECIPES:
+            raise ValueError(f"unknown course model {name!r}; known: {sorted(RECIPES)}")
+        recipe = RECIPES[name]
+    root = Path(cache_dir) if cache_dir is not None else data.cache_dir()
+    folder = root / f"{name}-{recipe_hash(recipe)}"
+    root.mkdir(parents=True, exist_ok=True)
+    with _file_lock(root / f"{folder.name}.lock"):
+        if (folder / DONE_FILE).is_file():
+            return GPT.load(folder).eval(), load_tokenizer(folder / "tokenizer.json")
+        if progress:
+            print(f"Training the course model {name!r} once (cached in {str(folder)!r}).", file=sys.stderr)
+        return _train_recipe(recipe, folder, progress)

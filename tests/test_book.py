@@ -1,0 +1,84 @@
+"""The book's house rules, checked on every chapter notebook (no execution needed)."""
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import nbtools  # noqa: E402
+
+NOTEBOOKS = nbtools.notebooks()
+
+
+def _toc_files() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part["chapters"]]
+    return files
+
+
+def test_there_are_chapters():
+    assert len(NOTEBOOKS) >= 1
+
+
+def test_every_chapter_is_in_the_toc_in_order():
+    listed = [f for f in _toc_files() if f.startswith("notebooks/")]
+    assert listed == [f"notebooks/{p.stem}" for p in NOTEBOOKS]
+
+
+def test_every_toc_entry_exists():
+    for entry in _toc_files():
+        assert any((ROOT / f"{entry}{ext}").exists() for ext in (".md", ".ipynb")), entry
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_colab_cell_and_no_outputs(path):
+    assert nbtools.problems(path) == []
+
+
+def test_colab_cell_follows_the_repository_url():
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    assert f"git+{url}" in nbtools.setup_cell_source()
+    installs = [line for line in nbtools.setup_cell_source().splitlines() if "pip install" in line]
+    assert installs and not any(re.search(r"\btorch\b", line) for line in installs)
+    assert all(line.startswith("    ") for line in installs), "installs only inside the Colab branch"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_shape(path):
+    nb = nbformat.read(path, as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert markdown.startswith(f"# Chapter {int(path.stem[:2])}:"), "title"
+    assert "**Learning goals**" in markdown or "## Learning goals" in markdown
+    assert "## Summary" in markdown
+    assert "## Exercises" in markdown
+    solutions = len(re.findall(r":class: dropdown", markdown))
+    assert 2 <= solutions <= 4, f"{solutions} hidden solutions (want 2-4)"
+    assert "{cite}" in markdown, "cites at least one reference"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_has_a_caption(path):
+    """A code cell that draws a figure is followed by a markdown cell with a caption."""
+    nb = nbformat.read(path, as_version=4)
+    cells = nb.cells
+    for i, cell in enumerate(cells):
+        if cell.cell_type == "code" and re.search(r"plt\.show\(\)|fig\.show\(\)", cell.source):
+            following = next((c for c in cells[i + 1 :] if c.cell_type == "markdown"), None)
+            assert following is not None and re.match(r"\*\*Figure \d+\.\d+", following.source), (
+                f"cell {i} draws a figure without a '**Figure N.M.**' caption after it"
+            )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_checks_itself_against_the_library(path):
+    nb = nbformat.read(path, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "minillm_lib" in code
+    assert re.search(r"assert_close|assert .*==", code), "no check against the library"

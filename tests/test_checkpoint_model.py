@@ -1,0 +1,168 @@
+"""Atomic writes and model save/load (safetensors + config.json)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from minillm_lib.checkpoint import (
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_model,
+    save_model,
+)
+from minillm_lib.config import GPTConfig
+from minillm_lib.model import GPT
+
+V = 41
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def small_gpt(**overrides) -> GPT:
+    fields = dict(vocab_size=V, block_size=16, n_layer=2, n_head=4, n_embd=32, bias=True)
+    return GPT(GPTConfig(**{**fields, **overrides})).eval()
+
+
+def same_logits(a: GPT, b: GPT) -> None:
+    idx = torch.randint(0, V, (2, 16))
+    with torch.no_grad():
+        assert torch.equal(a(idx)[0], b(idx)[0])
+
+
+@pytest.mark.parametrize("overrides", [
+    dict(),
+    dict(tie_weights=False, bias=False),
+    dict(pos_encoding="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, tie_weights=False),
+    dict(pos_encoding="sinusoidal"),
+])
+def test_save_load_round_trip(tmp_path, overrides):
+    model = small_gpt(**overrides)
+    model.save(tmp_path / "ckpt")
+    loaded = GPT.load(tmp_path / "ckpt").eval()
+    assert loaded.config == model.config
+    same_logits(model, loaded)
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_tied_weights_are_saved_once_and_retied(tmp_path):
+    save_model(small_gpt(tie_weights=True), tmp_path)
+    assert "lm_head.weight" not in load_file(tmp_path / "model.safetensors")
+    loaded = load_model(tmp_path)
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+
+
+def test_config_json_holds_config_and_version(tmp_path):
+    model = small_gpt()
+    save_model(model, tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["minillm_format_version"] == 1
+    assert GPTConfig.from_dict(meta["config"]) == model.config
+
+
+def test_dtype_is_preserved(tmp_path):
+    model = small_gpt().to(torch.bfloat16)
+    save_model(model, tmp_path)
+    loaded = load_model(tmp_path)
+    assert loaded.transformer.wte.weight.dtype == torch.bfloat16
+    same_logits(model, loaded)
+
+
+def test_missing_directory_and_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_model(tmp_path / "nowhere")
+    save_model(small_gpt(), tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_model(tmp_path)
+
+
+def test_shape_mismatch_names_every_tensor(tmp_path):
+    save_model(small_gpt(), tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["config"]["vocab_size"] = V + 1  # the config now disagrees with the weights
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"'transformer.wte.weight' has shape \(41, 32\), config expects \(42, 32\)"):
+        load_model(tmp_path)
+
+
+def test_missing_and_unexpected_tensors_are_named(tmp_path):
+    save_model(small_gpt(), tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    del tensors["transformer.h.1.mlp.c_fc.bias"]
+    tensors["transformer.h.2.mlp.c_fc.bias"] = torch.zeros(128)
+    save_file(tensors, tmp_path / "model.safetensors")
+    with pytest.raises(ValueError) as err:
+        load_model(tmp_path)
+    message = str(err.value)
+    assert "missing tensor 'transformer.h.1.mlp.c_fc.bias' (expected shape (128,))" in message
+    assert "unexpected tensor 'transformer.h.2.mlp.c_fc.bias'" in message
+
+
+def test_corrupted_files_are_clear_errors(tmp_path):
+    save_model(small_gpt(), tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated download
+    with pytest.raises(ValueError, match="model.safetensors' is not a valid safetensors file"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json' is not valid JSON"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 3}))  # e.g. a Hugging Face config
+    with pytest.raises(ValueError, match="not a minillm model config"):
+        load_model(tmp_path)
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    save_model(small_gpt(), tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["minillm_format_version"] = 99
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="format version 99 is newer"):
+        load_model(tmp_path)
+
+
+def test_atomic_write_keeps_old_file_when_serialisation_fails_midway(tmp_path):
+    target = tmp_path / "state.json"
+    atomic_write_json(target, {"step": 1})
+    # json.dump streams: "step" is written to the temp file before object() fails to serialise.
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        atomic_write_json(target, {"step": 2, "broken": object()})
+    assert json.loads(target.read_text()) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left behind
+
+
+def test_atomic_write_replaces_on_success(tmp_path):
+    target = tmp_path / "blob.bin"
+    atomic_write_bytes(target, b"old")
+    with atomic_write(target) as f:
+        f.write(b"new ")
+        f.write(b"content")
+    assert target.read_bytes() == b"new content"
+    with pytest.raises(RuntimeError, match="crash while writing"):
+        with atomic_write(target) as f:
+            f.write(b"half")
+            raise RuntimeError("crash while writing")
+    assert target.read_bytes() == b"new content"
+    assert [p.name for p in tmp_path.iterdir()] == ["blob.bin"]
+    with pytest.raises(ValueError, match="mode must be 'wb' or 'w'"):
+        with atomic_write(target, "a"):
+            pass
+
+
+def test_failed_model_save_leaves_previous_checkpoint_loadable(tmp_path):
+    good = small_gpt()
+    save_model(good, tmp_path)
+    broken = small_gpt(tie_weights=False)
+    broken.lm_head.weight = broken.transformer.wte.weight  # shares memory but config says untied
+    with pytest.raises(RuntimeError):  # safetensors refuses tensors that share memory
+        save_model(broken, tmp_path)
+    same_logits(good, load_model(tmp_path))

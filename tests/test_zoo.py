@@ -1,0 +1,80 @@
+"""Tests for minillm_lib.zoo: a tiny recipe trains once, caches, and loads back identical."""
+
+import json
+import threading
+
+import pytest
+import torch
+
+from minillm_lib.zoo import DONE_FILE, RECIPES, load_course_model, recipe_hash
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Now is the winter of our discontent\nMade glorious summer by this sun of York;\n" * 40)
+    recipe = json.loads(json.dumps(RECIPES["shakespeare-char"]))  # a deep copy, as plain data
+    recipe["corpus"] = str(corpus)
+    recipe["model"].update(block_size=16, n_layer=1, n_head=2, n_embd=32)
+    recipe["train"].update(batch_size=4, max_iters=8, warmup_iters=2, eval_batch_size=16)
+    return recipe
+
+
+def weights(model):
+    return {name: t.clone() for name, t in model.state_dict().items()}
+
+
+def test_a_recipe_trains_once_then_loads_from_the_cache(tmp_path, tiny_recipe):
+    model, tokenizer = load_course_model("tiny", cache_dir=tmp_path / "cache", recipe=tiny_recipe, progress=False)
+    folder = tmp_path / "cache" / f"tiny-{recipe_hash(tiny_recipe)}"
+    done = json.loads((folder / DONE_FILE).read_text())
+    assert done["recipe"] == tiny_recipe and done["val"]["step"] == 8
+    assert not model.training
+    modified = (folder / "model.safetensors").stat().st_mtime_ns
+
+    again, tokenizer_again = load_course_model("tiny", cache_dir=tmp_path / "cache", recipe=tiny_recipe,
+                                               progress=False)
+    assert (folder / "model.safetensors").stat().st_mtime_ns == modified  # not trained again
+    assert weights(again).keys() == weights(model).keys()
+    for name, tensor in weights(model).items():
+        assert torch.equal(weights(again)[name], tensor), name
+    assert tokenizer_again.decode(tokenizer.encode("winter")) == "winter"
+    assert tokenizer_again.vocab_size == tokenizer.vocab_size
+
+
+def test_training_is_deterministic(tmp_path, tiny_recipe):
+    a, _ = load_course_model("tiny", cache_dir=tmp_path / "a", recipe=tiny_recipe, progress=False)
+    b, _ = load_course_model("tiny", cache_dir=tmp_path / "b", recipe=tiny_recipe, progress=False)
+    for name, tensor in weights(a).items():
+        assert torch.equal(weights(b)[name], tensor), name
+
+
+def test_a_changed_recipe_gets_its_own_folder(tiny_recipe):
+    changed = json.loads(json.dumps(tiny_recipe))
+    changed["train"]["lr"] = 5e-4
+    assert recipe_hash(changed) != recipe_hash(tiny_recipe)
+    assert recipe_hash(json.loads(json.dumps(tiny_recipe))) == recipe_hash(tiny_recipe)
+
+
+def test_a_second_process_waits_for_the_first_ones_training(tmp_path, tiny_recipe):
+    import fcntl
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    folder_name = f"tiny-{recipe_hash(tiny_recipe)}"
+    results = []
+    with open(cache / f"{folder_name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as if another process were training this recipe
+        waiter = threading.Thread(target=lambda: results.append(
+            load_course_model("tiny", cache_dir=cache, recipe=tiny_recipe, progress=False)))
+        waiter.start()
+        waiter.join(timeout=2.0)
+        assert waiter.is_alive() and not (cache / folder_name).exists()  # blocked on the lock
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    waiter.join(timeout=120)
+    assert results and (cache / folder_name / DONE_FILE).is_file()
+
+
+def test_unknown_course_model_is_named():
+    with pytest.raises(ValueError, match="unknown course model 'nope'.*shakespeare-char"):
+        load_course_model("nope")
