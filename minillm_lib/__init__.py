@@ -1,1 +1,59 @@
-"""minillm_lib: the small GPT library that the minillm course builds, chapter by chapter."""
+"""minillm_lib: the small GPT library that the minillm course builds, chapter by chapter.
+
+The data takes one road through the library, and the modules follow it::
+
+    text --data--> str --tokenizers--> ids --data--> (x, y) batches
+         --model (config, layers, attention)--> logits --train--> loss, AdamW step
+    prompt ids --generate (model + KV cache + logit filters)--> new ids --tokenizers--> text
+
+Everything below is importable from the top level (``from minillm_lib import GPT``) or from
+its module (``from minillm_lib.model import GPT``), which is where the chapters point.
+``minillm_lib.viz`` (the notebooks' explorers) is not imported here: it is for notebooks.
+"""
+
+from .attention import CausalSelfAttention, KVCache, causal_mask
+from .checkpoint import (
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    load_model,
+    load_training_checkpoint,
+    save_model,
+    save_training_checkpoint,
+)
+from .config import PRESETS, GPTConfig
+from .data import CorpusError, get_batch, iter_eval_batches, load_corpus, train_val_split
+from .generate import (
+    generate,
+    min_p_filter,
+    repetition_penalty,
+    stream,
+    temperature_scale,
+    top_k_filter,
+    top_p_filter,
+)
+from .interop import PretrainedUnavailableError, from_hf, from_pretrained, to_hf
+from .layers import MLP, LayerNorm, RMSNorm, apply_rope, rope_cos_sin, sinusoidal_positions
+from .model import GPT, Block
+from .tokenizers import SPLIT_PATTERNS, BPETokenizer, CharTokenizer, load_tokenizer
+from .train import NonFiniteLossError, TrainConfig, configure_optimizer, evaluate, lr_at, train
+from .zoo import load_course_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # data and tokenizers (chapters 1-2)
+    "load_corpus", "train_val_split", "get_batch", "iter_eval_batches", "CorpusError",
+    "CharTokenizer", "BPETokenizer", "SPLIT_PATTERNS", "load_tokenizer",
+    # the model (chapters 3-7)
+    "GPTConfig", "PRESETS", "LayerNorm", "RMSNorm", "MLP", "sinusoidal_positions",
+    "rope_cos_sin", "apply_rope", "CausalSelfAttention", "KVCache", "causal_mask", "Block", "GPT",
+    "from_hf", "to_hf", "from_pretrained", "PretrainedUnavailableError",
+    "save_model", "load_model", "atomic_write", "atomic_write_bytes", "atomic_write_json",
+    # training (chapter 8)
+    "TrainConfig", "configure_optimizer", "lr_at", "train", "evaluate", "NonFiniteLossError",
+    "save_training_checkpoint", "load_training_checkpoint", "load_course_model",
+    # generation (chapters 9-10)
+    "generate", "stream", "temperature_scale", "top_k_filter", "top_p_filter", "min_p_filter",
+    "repetition_penalty",
+]

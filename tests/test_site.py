@@ -223,3 +223,73 @@ def test_chapters_have_colab_and_download_buttons(pages):
         html = page.read_text(encoding="utf-8")
         assert "colab.research.google.com/github/" in html, page.name
         assert f"_sources/notebooks/{page.stem}.ipynb" in html, page.name
+
+
+# ---- the explorers, inside the real book pages ----------------------------------------------
+
+
+def _page_with(pages, kind: str) -> str:
+    for page in pages:
+        if f'data-explorer="{kind}"' in page.read_text(encoding="utf-8"):
+            return page.relative_to(SITE).as_posix()
+    pytest.fail(f"no built page has a {kind} explorer")
+
+
+def _state(locator) -> dict:
+    import json
+
+    return json.loads(locator.get_attribute("data-state"))
+
+
+def _set_range(page, slider, index: int) -> None:
+    """Move a range input the way a user's drag does: set the value, fire input + change."""
+    slider.evaluate(
+        "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true}));"
+        " el.dispatchEvent(new Event('change', {bubbles: true})); }", str(index))
+
+
+def test_sampling_explorer_responds_to_temperature(pages, visit):
+    v = visit(_page_with(pages, "sampling"))
+    root = v.page.locator('[data-explorer="sampling"]').first
+    root.scroll_into_view_if_needed()
+    slider = root.locator('[data-testid="temperature"]')
+    low, high = int(slider.get_attribute("min")), int(slider.get_attribute("max"))
+    _set_range(v.page, slider, high)
+    hot = _state(root)["probs"]
+    _set_range(v.page, slider, low + 1 if high > low + 1 else low)
+    cold = _state(root)["probs"]
+    assert hot != cold
+    bars = root.locator('g[data-testid="bar"]')
+    assert bars.count() > 0
+    shown = [float(bars.nth(i).get_attribute("data-prob")) for i in range(bars.count())]
+    assert abs(shown[0] - cold[0]) < 1e-3  # the picture shows what the state says
+    assert v.errors == []
+
+
+def test_attention_explorer_responds_to_head_and_query(pages, visit):
+    v = visit(_page_with(pages, "attention"))
+    root = v.page.locator('[data-explorer="attention"]').first
+    root.scroll_into_view_if_needed()
+    heatmap = root.locator('canvas[data-testid="heatmap"]')
+    before = heatmap.get_attribute("data-checksum")
+    head = root.locator('[data-testid="head"]')
+    options = head.locator("option").all_inner_texts()
+    current = _state(root)["head"]
+    head.select_option(index=(current + 1) % len(options))
+    assert _state(root)["head"] != current
+    assert heatmap.get_attribute("data-checksum") != before
+    root.locator('[data-testid="token"]').nth(3).click()
+    assert _state(root)["query"] == 3
+    assert v.errors == []
+
+
+def test_explorer_screenshots(pages, visit, tmp_path_factory):
+    """Screenshots for people to look at (tests/screenshots is ignored by git)."""
+    out = ROOT / "tests" / "screenshots"
+    out.mkdir(exist_ok=True)
+    for kind in ("sampling", "attention"):
+        v = visit(_page_with(pages, kind))
+        root = v.page.locator(f'[data-explorer="{kind}"]').first
+        root.scroll_into_view_if_needed()
+        root.screenshot(path=str(out / f"{kind}_explorer.png"))
+        assert (out / f"{kind}_explorer.png").stat().st_size > 5_000
