@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import has_training_checkpoint
+from .checkpoint import TRAIN_STATE_FILE, has_training_checkpoint, read_json
 from .config import PRESETS, GPTConfig
 from .data import load_corpus, train_val_split
 from .generate import stream
@@ -36,7 +36,8 @@ TOKENIZER_FILE = "tokenizer.json"
 
 # Command-line flag -> GPTConfig field; None (not given) keeps the preset's value.
 MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
-# Command-line flag -> TrainConfig field; None keeps TrainConfig's default.
+# Command-line flag -> TrainConfig field; None keeps TrainConfig's default (or, when a run
+# continues, the value it was trained with).
 TRAIN_FLAGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "lr_decay_iters",
                "weight_decay", "grad_clip", "grad_accum_steps", "eval_interval", "ckpt_interval",
                "seed", "device", "dtype")
@@ -97,13 +98,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
     train_ids, val_ids = train_val_split(ids)
-    settings = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
-    cfg = TrainConfig(**settings, compile=args.compile, out_dir=str(out))
+    # A continued run keeps its settings; flags given now (say a larger --max-iters) win.
+    settings = read_json(out / TRAIN_STATE_FILE)["train_config"] if resume else {}
+    settings.update({name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None})
+    cfg = TrainConfig(**{**settings, "compile": args.compile, "out_dir": str(out)})
     if is_main:
         print(f"{'resuming' if resume else 'training'} {model.num_params():,} parameters on "
               f"{len(train_ids):,} tokens of {args.data!r} into {str(out)!r}", file=sys.stderr)
-    history = train(model, train_ids, val_ids, cfg, chars_per_token=len(text) / len(ids),
-                    resume=resume, progress=not args.no_progress)
+    history = train(model, train_ids, val_ids, cfg, tokenizer=tokenizer, resume=resume,
+                    progress=not args.no_progress)
     if is_main and history.evals:
         last = history.evals[-1]
         print(f"step {last['step']}: val loss {last['loss']:.4f}, perplexity {last['perplexity']:.2f}, "
@@ -160,7 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.split == "val":
         text = train_val_split(text)[1]  # the same last 10% that train validated on
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
-    result = evaluate(model, ids, args.batch_size, chars_per_token=len(text) / len(ids))
+    result = evaluate(model, ids, args.batch_size, tokenizer=tokenizer)
     print(f"{args.split} split of {args.data!r}: {len(ids):,} tokens")
     print(f"loss {result['loss']:.4f}  perplexity {result['perplexity']:.3f}  "
           f"bits/token {result['bits_per_token']:.4f}  bits/char {result['bits_per_char']:.4f}")

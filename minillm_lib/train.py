@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from .checkpoint import has_training_checkpoint, load_training_checkpoint, save_training_checkpoint
 from .data import get_batch, iter_eval_batches
 from .model import GPT
+from .tokenizers import Tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 TRAIN_LOG_FILE = "train_log.jsonl"  # one JSON object per step and per evaluation
@@ -157,8 +158,14 @@ def configure_optimizer(
     fused: bool | None = None,
 ) -> torch.optim.AdamW:
     """AdamW with two parameter groups: weight decay on weight matrices, none elsewhere
-    (see ``decay_groups``). ``fused`` = one kernel for the whole update; None = PyTorch's
-    default (its multi-tensor "foreach" path), which measured as fast on a CPU."""
+    (see ``decay_groups``).
+
+    fused: update every parameter in one kernel. None = fused on CPU and CUDA, where
+    PyTorch has it: for the baby GPT on a 2-core CPU the optimizer step took 1.4 ms
+    instead of 5.4 ms with the default multi-tensor ("foreach") path.
+    """
+    if fused is None:
+        fused = next(model.parameters()).device.type in ("cpu", "cuda")
     decay, no_decay = decay_groups(model)
     groups = [
         {"params": list(decay.values()), "weight_decay": weight_decay},
@@ -227,33 +234,38 @@ def _start_distributed(device_name: str) -> tuple[int, int, torch.device]:
 # ---------------------------------------------------------------- evaluation
 
 
-def chars_per_token(text: str, ids: list[int] | torch.Tensor) -> float:
-    """Characters per token of ``text`` encoded as ``ids``: 1.0 for a character tokenizer,
-    more for BPE. Converts a loss per token into one per character."""
-    if len(ids) == 0:
-        raise ValueError("ids is empty: cannot compute characters per token")
-    return len(text) / len(ids)
+def measure_chars_per_token(tokenizer: Tokenizer, data: torch.Tensor) -> float:
+    """Characters per predicted token of ``data`` (N,): the text of its N - 1 targets
+    data[1:], decoded, per token. 1.0 for a character tokenizer, more for BPE.
+    Turns a loss per token into a loss per character, comparable across tokenizers."""
+    if len(data) < 2:
+        raise ValueError(f"data needs at least 2 tokens (one target), got {len(data)}")
+    return len(tokenizer.decode(data[1:].tolist())) / (len(data) - 1)
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
+    model: GPT,
     data: torch.Tensor,
     batch_size: int,
     *,
     chars_per_token: float | None = None,
+    tokenizer: Tokenizer | None = None,
     dtype: str = "float32",
     rank: int = 0,
     world_size: int = 1,
 ) -> dict[str, float]:
     """Exact mean loss of ``model`` over every next-token prediction in ``data`` (N,).
 
-    Returns a dict with
+    Returns a dict with::
+
         loss: cross-entropy in nats per token;
         perplexity: exp(loss), the number of equally likely tokens the model hesitates among;
         bits_per_token: loss / ln 2;
-        bits_per_char: bits_per_token / chars_per_token (only when chars_per_token is given):
-            comparable across tokenizers, unlike the loss per token.
+        bits_per_char: bits_per_token / chars_per_token, when chars_per_token or the
+            tokenizer (to measure it, see measure_chars_per_token) is given: comparable
+            across tokenizers, unlike the loss per token.
+
     With ``world_size`` > 1 (inside a process group) each process takes every
     world_size-th batch and the sums are added up across processes.
     """
@@ -277,6 +289,8 @@ def evaluate(
         dist.all_reduce(total)
     loss = (total[0] / total[1]).item()
     result = {"loss": loss, "perplexity": math.exp(loss), "bits_per_token": loss / math.log(2)}
+    if chars_per_token is None and tokenizer is not None:
+        chars_per_token = measure_chars_per_token(tokenizer, data)
     if chars_per_token is not None:
         result["bits_per_char"] = result["bits_per_token"] / chars_per_token
     return result
@@ -307,6 +321,7 @@ def train(
     on_step: Callable[[dict[str, float]], None] | None = None,
     on_eval: Callable[[dict[str, float]], None] | None = None,
     chars_per_token: float | None = None,
+    tokenizer: Tokenizer | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainHistory:
@@ -318,7 +333,8 @@ def train(
             "tokens_per_sec", "elapsed"}; "step" counts the updates done so far.
         on_eval: called after every evaluation with {"step", "loss", "perplexity",
             "bits_per_token", ("bits_per_char")}; also at step 0, before training.
-        chars_per_token: turns the validation loss into bits per character.
+        chars_per_token, tokenizer: for bits per character, the ratio or a tokenizer to
+            measure it on val_data (see measure_chars_per_token).
         resume: continue from the checkpoint in cfg.out_dir (model, optimizer, step,
             random states): the losses continue exactly as in an uninterrupted run.
         progress: show a progress bar with the loss and tokens/s.
@@ -344,6 +360,8 @@ def train(
     block_size = model.config.block_size
     local_batch = cfg.batch_size // world_size
     tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * block_size
+    if chars_per_token is None and tokenizer is not None and val_data is not None:
+        chars_per_token = measure_chars_per_token(tokenizer, val_data)  # once, not every eval
     history = TrainHistory()
     log = None
     bar = tqdm(total=cfg.max_iters, disable=not (progress and is_main),

@@ -37,14 +37,15 @@ try:
 except ImportError:  # Windows: no advisory file locks, so no protection against parallel training
     fcntl = None
 
-# Recipes are plain data: the corpus, the tokenizer, every GPTConfig field but vocab_size,
-# and the TrainConfig fields that differ from its defaults.
+# Recipes are plain data: the corpus, the tokenizer, the number of CPU threads, every
+# GPTConfig field but vocab_size, and the TrainConfig fields that differ from its defaults.
 RECIPES: dict[str, dict[str, Any]] = {
     # The baby GPT's shape (4 layers, 4 heads, 128 wide, 64 characters of context) on the
     # complete works of Shakespeare, read character by character.
     "shakespeare-char": {
         "corpus": "shakespeare",
         "tokenizer": "char",
+        "threads": 2,  # what Colab and small laptops have
         "model": dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False,
                       pos_encoding="learned", norm="layernorm", mlp="gelu", tie_weights=True),
         "train": dict(batch_size=12, max_iters=1500, lr=1e-3, min_lr=1e-4, warmup_iters=100,
@@ -85,8 +86,15 @@ def _train_recipe(recipe: dict[str, Any], folder: Path, progress: bool) -> tuple
     cfg = TrainConfig(**recipe["train"])
     torch.manual_seed(cfg.seed)  # the initial weights
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **recipe["model"]))
+    # Work split over several threads is summed in another order, which changes the last
+    # bits of the weights: a fixed thread count gives every machine the same model.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe["threads"])
     start = time.perf_counter()
-    history = train(model, train_ids, val_ids, cfg, chars_per_token=1.0, progress=progress)
+    try:
+        history = train(model, train_ids, val_ids, cfg, tokenizer=tokenizer, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder)
     tokenizer.save(folder / "tokenizer.json")
@@ -116,9 +124,9 @@ def load_course_model(
     Returns:
         (model in eval mode on the CPU, tokenizer).
 
-    Training is seeded and runs on the CPU, so every machine gets (up to floating-point
-    differences between CPUs and thread counts) the same model. Its exact validation loss
-    is kept in ``<cache folder>/recipe.json``.
+    Training is seeded and runs on the CPU with a fixed number of threads, so every
+    machine gets the same model (up to differences between CPU instruction sets). Its
+    exact validation loss is kept in ``<cache folder>/recipe.json``.
     """
     if recipe is None:
         if name not in RECIPES:

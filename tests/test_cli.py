@@ -93,13 +93,15 @@ def test_export_loads_in_transformers_with_the_same_logits(run, tmp_path):
 def test_train_continues_a_run_from_its_checkpoint(run, corpus, tmp_path, capsys):
     folder = tmp_path / "continued"
     shutil.copytree(run[0], folder)
-    code = main(["train", "--data", str(corpus), "--batch-size", "4", "--eval-interval", "3",
-                 "--max-iters", "8", "--out", str(folder), "--no-progress"])
+    code = main(["train", "--data", str(corpus), "--max-iters", "8", "--out", str(folder), "--no-progress"])
     assert code == 0
     assert "resuming" in capsys.readouterr().err
-    steps = [json.loads(line)["step"] for line in (folder / "train_log.jsonl").read_text().splitlines()
-             if json.loads(line)["event"] == "step"]
-    assert steps == [1, 2, 3, 4, 5, 6, 7, 8]
+    records = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["event"] == "step"] == [1, 2, 3, 4, 5, 6, 7, 8]
+    # The run's own settings carry on (batch size 4, eval every 3 steps), bar the new max_iters.
+    assert [r["step"] for r in records if r["event"] == "eval"] == [0, 3, 6, 8]
+    train_config = json.loads((folder / "train_state.json").read_text())["train_config"]
+    assert train_config["batch_size"] == 4 and train_config["max_iters"] == 8
     # The model's shape is fixed once a run exists.
     code = main(["train", "--data", str(corpus), "--n-layer", "2", "--out", str(folder), "--no-progress"])
     assert code == 2

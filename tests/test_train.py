@@ -12,14 +12,15 @@ from minillm_lib.checkpoint import load_training_checkpoint
 from minillm_lib.config import GPTConfig
 from minillm_lib.data import get_batch
 from minillm_lib.model import GPT
+from minillm_lib.tokenizers import BPETokenizer, CharTokenizer
 from minillm_lib.train import (
     NonFiniteLossError,
     TrainConfig,
-    chars_per_token,
     configure_optimizer,
     decay_groups,
     evaluate,
     lr_at,
+    measure_chars_per_token,
     resolve_device,
     train,
 )
@@ -104,8 +105,9 @@ def test_configure_optimizer_builds_adamw_with_two_groups():
     assert isinstance(opt, torch.optim.AdamW)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
     assert all(g["lr"] == 3e-4 and g["betas"] == (0.9, 0.95) for g in opt.param_groups)
-    fused = configure_optimizer(model, fused=True)
-    assert all(g["fused"] for g in fused.param_groups)
+    assert all(g["fused"] for g in opt.param_groups)  # the one-kernel update, on CPU by default
+    plain = configure_optimizer(model, fused=False)
+    assert not any(g["fused"] for g in plain.param_groups)
 
 
 def test_lr_warms_up_linearly_then_follows_a_cosine_down_to_min_lr():
@@ -179,10 +181,25 @@ def test_evaluate_restores_training_mode():
     assert model.training
 
 
-def test_chars_per_token():
-    assert chars_per_token("hello world", [1, 2, 3, 4]) == 11 / 4
-    with pytest.raises(ValueError, match="empty"):
-        chars_per_token("text", [])
+def test_chars_per_token_is_measured_on_the_decoded_targets():
+    tokenizer = BPETokenizer.train("abab abab abab cd cd", 260)
+    ids = torch.tensor(tokenizer.encode("abab abab cd"))
+    expected = len(tokenizer.decode(ids[1:].tolist())) / (len(ids) - 1)
+    assert measure_chars_per_token(tokenizer, ids) == expected > 1
+    char_tokens = torch.tensor(CharTokenizer.from_text("hello").encode("hello"))
+    assert measure_chars_per_token(CharTokenizer.from_text("hello"), char_tokens) == 1.0
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        measure_chars_per_token(tokenizer, ids[:1])
+
+
+def test_evaluate_measures_bits_per_char_with_a_tokenizer():
+    text = "the cat sat on the mat, the cat sat on the hat. " * 8
+    tokenizer = BPETokenizer.train(text, 270)
+    ids = torch.tensor(tokenizer.encode(text))
+    model = tiny_model(vocab_size=270)
+    result = evaluate(model, ids, 4, tokenizer=tokenizer)
+    ratio = measure_chars_per_token(tokenizer, ids)
+    assert result["bits_per_char"] == pytest.approx(result["bits_per_token"] / ratio)
 
 
 # ---------------------------------------------------------------- the loop

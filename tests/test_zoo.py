@@ -42,9 +42,20 @@ def test_a_recipe_trains_once_then_loads_from_the_cache(tmp_path, tiny_recipe):
     assert tokenizer_again.vocab_size == tokenizer.vocab_size
 
 
-def test_training_is_deterministic(tmp_path, tiny_recipe):
-    a, _ = load_course_model("tiny", cache_dir=tmp_path / "a", recipe=tiny_recipe, progress=False)
-    b, _ = load_course_model("tiny", cache_dir=tmp_path / "b", recipe=tiny_recipe, progress=False)
+def test_training_is_deterministic_whatever_the_callers_thread_count(tmp_path, tiny_recipe):
+    # The real recipe's model shape (big enough for matmuls to be split over threads), 3 steps.
+    recipe = json.loads(json.dumps(tiny_recipe))
+    recipe["model"] = RECIPES["shakespeare-char"]["model"]
+    recipe["train"].update(batch_size=12, max_iters=3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        a, _ = load_course_model("tiny", cache_dir=tmp_path / "a", recipe=recipe, progress=False)
+        torch.set_num_threads(2)
+        b, _ = load_course_model("tiny", cache_dir=tmp_path / "b", recipe=recipe, progress=False)
+        assert torch.get_num_threads() == 2  # restored after training
+    finally:
+        torch.set_num_threads(threads)
     for name, tensor in weights(a).items():
         assert torch.equal(weights(b)[name], tensor), name
 
