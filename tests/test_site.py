@@ -248,24 +248,6 @@ def _set_range(page, slider, index: int) -> None:
         " el.dispatchEvent(new Event('change', {bubbles: true})); }", str(index))
 
 
-def test_sampling_explorer_responds_to_temperature(pages, visit):
-    v = visit(_page_with(pages, "sampling"))
-    root = v.page.locator('[data-explorer="sampling"]').first
-    root.scroll_into_view_if_needed()
-    slider = root.locator('[data-testid="temperature"]')
-    low, high = int(slider.get_attribute("min")), int(slider.get_attribute("max"))
-    _set_range(v.page, slider, high)
-    hot = _state(root)["probs"]
-    _set_range(v.page, slider, low + 1 if high > low + 1 else low)
-    cold = _state(root)["probs"]
-    assert hot != cold
-    bars = root.locator('g[data-testid="bar"]')
-    assert bars.count() > 0
-    shown = [float(bars.nth(i).get_attribute("data-prob")) for i in range(bars.count())]
-    assert abs(shown[0] - cold[0]) < 1e-3  # the picture shows what the state says
-    assert v.errors == []
-
-
 def test_attention_explorer_responds_to_head_and_query(pages, visit):
     v = visit(_page_with(pages, "attention"))
     root = v.page.locator('[data-explorer="attention"]').first
@@ -287,9 +269,22 @@ def test_explorer_screenshots(pages, visit, tmp_path_factory):
     """Screenshots for people to look at (tests/screenshots is ignored by git)."""
     out = ROOT / "tests" / "screenshots"
     out.mkdir(exist_ok=True)
-    for kind in ("sampling", "attention"):
+    for kind in ("attention", "position"):
         v = visit(_page_with(pages, kind))
         root = v.page.locator(f'[data-explorer="{kind}"]').first
         root.scroll_into_view_if_needed()
         root.screenshot(path=str(out / f"{kind}_explorer.png"))
         assert (out / f"{kind}_explorer.png").stat().st_size > 5_000
+
+
+def test_position_explorer_responds_to_its_slider(pages, visit):
+    v = visit(_page_with(pages, "position"))
+    root = v.page.locator('[data-explorer="position"]').first
+    root.scroll_into_view_if_needed()
+    slider = root.locator('[data-testid="position"]')
+    target = int(slider.get_attribute("max")) // 2
+    before = _state(root)["cosine"]
+    _set_range(v.page, slider, target)
+    assert _state(root)["position"] == target
+    assert _state(root)["cosine"] != before
+    assert v.errors == []
