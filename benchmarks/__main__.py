@@ -45,7 +45,7 @@ def format_table(rows: list[dict]) -> str:
     header = ("benchmark",) + FIELDS
     table = [header] + [tuple(cell(row.get(f, "")) for f in header) for row in rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in table]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 

@@ -72,7 +72,7 @@ def bench_train_step(quick: bool) -> dict:
 
     our_step(), hf_step()  # warm-up (first-call allocations)
     t_ours, t_hf = alternate(our_step, hf_step, steps)
-    drift = max(abs(a - b) for a, b in zip(losses["ours"], losses["hf"]))
+    drift = max(abs(a - b) for a, b in zip(losses["ours"], losses["hf"], strict=True))
     return row("train step, baby shape (fwd+bwd+AdamW)", t_ours * 1e3, t_hf * 1e3, "ms/step",
                target=0.6, same_losses=drift < 1e-3, max_loss_difference=drift)
 

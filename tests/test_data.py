@@ -136,7 +136,7 @@ def test_get_batch_targets_are_shifted_inputs():
     ids = torch.arange(500) * 7 % 101  # distinct neighbours, not just arange
     x, y = get_batch(ids, 8, 16, generator=torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (8, 16)
-    for row_x, row_y in zip(x, y):
+    for row_x, row_y in zip(x, y, strict=True):
         # find the window in the data and check y is the next token at every position
         start = next(s for s in range(len(ids) - 16) if torch.equal(ids[s : s + 16], row_x))
         assert torch.equal(row_y, ids[start + 1 : start + 17])

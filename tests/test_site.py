@@ -90,7 +90,7 @@ def test_no_page_loads_anything_from_the_internet(pages):
 def test_internal_links_and_images_resolve(pages):
     missing = []
     for page in pages:
-        for tag, attr, url, _ in _refs(page):
+        for _tag, _attr, url, _ in _refs(page):
             if _is_external(url) or url.startswith(("mailto:", "#", "data:", "javascript:")):
                 continue
             target = (page.parent / unquote(urlparse(url).path)).resolve()
