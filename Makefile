@@ -30,7 +30,7 @@ setup: .venv/.installed
 
 book: setup
 	$(PY) scripts/vendor_js.py
-	$(PY) -m jupyter_book build -W -n --keep-going .
+	.venv/bin/jupyter-book build -W -n --keep-going .
 
 test: setup
 	$(PY) -m pytest
