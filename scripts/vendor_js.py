@@ -21,6 +21,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDOR = ROOT / "book" / "_static" / "vendor"
+# The widget manager loads its icon fonts from "@jupyter-widgets/html-manager/dist/" relative
+# to the page; every page with widgets is a chapter under notebooks/, so the fonts go there
+# (copied into the site root by html_extra_path).
+WIDGET_FONTS = ROOT / "book" / "_extra" / "notebooks" / "@jupyter-widgets" / "html-manager" / "dist"
+FONT_SUFFIXES = (".woff", ".woff2", ".ttf", ".eot", ".svg")
 
 # package spec -> {path inside the package: destination under VENDOR}
 PACKAGES: dict[str, dict[str, str]] = {
@@ -45,7 +50,7 @@ def wanted() -> dict:
 
 def main() -> int:
     stamp = VENDOR / "versions.json"
-    if stamp.exists() and json.loads(stamp.read_text()) == wanted():
+    if stamp.exists() and json.loads(stamp.read_text()) == wanted() and WIDGET_FONTS.exists():
         return 0
     if shutil.which("npm") is None:
         print("vendor_js: npm is needed to fetch MathJax and the widget manager "
@@ -74,6 +79,11 @@ def main() -> int:
     (staging / "versions.json").write_text(json.dumps(wanted(), indent=1))
     shutil.rmtree(VENDOR, ignore_errors=True)
     staging.rename(VENDOR)  # swap in whole: a failed run never leaves half a vendor folder
+    shutil.rmtree(WIDGET_FONTS, ignore_errors=True)
+    WIDGET_FONTS.mkdir(parents=True)
+    for font in (VENDOR / "html-manager").iterdir():
+        if font.suffix in FONT_SUFFIXES:
+            shutil.copy2(font, WIDGET_FONTS / font.name)
     return 0
 
 
