@@ -91,6 +91,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         tokenizer = _build_tokenizer(args, text)
         overrides = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name) is not None}
+        # Seed before the weights are drawn: every run (and every torchrun process) starts alike.
+        torch.manual_seed(TrainConfig.seed if args.seed is None else args.seed)
         model = GPT(GPTConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size, **overrides))
         if is_main:
             out.mkdir(parents=True, exist_ok=True)
