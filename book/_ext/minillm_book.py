@@ -4,6 +4,8 @@
   settings, once for its own), and the second copy redeclares ``const THEBE_JS_URL``: a
   SyntaxError on every page. We keep the first script that declares a given constant.
 - The pydata theme logs an error on a first visit unless ``default_mode`` is set.
+- The ipywidgets HTML manager calls MathJax 2's ``MathJax.Hub.Queue``; the book loads
+  MathJax 3. ``_static/mathjax_hub_shim.js`` (loaded before MathJax) bridges the two.
 """
 
 from __future__ import annotations
@@ -32,5 +34,7 @@ def _set_default_mode(app, config) -> None:
 
 def setup(app) -> dict[str, Any]:
     app.connect("config-inited", _set_default_mode)
+    # priority 1: a plain script that runs before the deferred MathJax and widget scripts
+    app.add_js_file("mathjax_hub_shim.js", priority=1)
     app.connect("html-page-context", _drop_redeclaring_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
