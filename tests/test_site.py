@@ -252,6 +252,24 @@ def _set_range(page, slider, index: int) -> None:
         " el.dispatchEvent(new Event('change', {bubbles: true})); }", str(index))
 
 
+def test_sampling_explorer_responds_to_temperature(pages, visit):
+    v = visit(_page_with(pages, "sampling"))
+    root = v.page.locator('[data-explorer="sampling"]').first
+    root.scroll_into_view_if_needed()
+    slider = root.locator('[data-testid="temperature"]')
+    low, high = int(slider.get_attribute("min")), int(slider.get_attribute("max"))
+    _set_range(v.page, slider, high)
+    hot = _state(root)
+    _set_range(v.page, slider, low)
+    cold = _state(root)
+    assert cold["temperature"] < hot["temperature"]
+    assert max(cold["probs"]) > max(hot["probs"])  # a low temperature sharpens the distribution
+    bars = root.locator('[data-testid="bar"]')
+    assert bars.count() > 0
+    assert float(bars.first.get_attribute("data-prob")) == pytest.approx(cold["probs"][0], abs=1e-3)
+    assert v.errors == []
+
+
 def test_attention_explorer_responds_to_head_and_query(pages, visit):
     v = visit(_page_with(pages, "attention"))
     root = v.page.locator('[data-explorer="attention"]').first
@@ -273,7 +291,7 @@ def test_explorer_screenshots(pages, visit, tmp_path_factory):
     """Screenshots for people to look at (tests/screenshots is ignored by git)."""
     out = ROOT / "tests" / "screenshots"
     out.mkdir(exist_ok=True)
-    for kind in ("attention", "position"):
+    for kind in ("sampling", "attention", "position"):
         v = visit(_page_with(pages, kind))
         root = v.page.locator(f'[data-explorer="{kind}"]').first
         root.scroll_into_view_if_needed()
@@ -291,4 +309,20 @@ def test_position_explorer_responds_to_its_slider(pages, visit):
     _set_range(v.page, slider, target)
     assert _state(root)["position"] == target
     assert _state(root)["cosine"] != before
+    assert v.errors == []
+
+
+def test_lr_schedule_explorer_responds_to_warmup(pages, visit):
+    v = visit(_page_with(pages, "lr-schedule"))
+    root = v.page.locator('[data-explorer="lr-schedule"]').first
+    root.scroll_into_view_if_needed()
+    slider = root.locator('[data-testid="warmup"]')
+    before = _state(root)
+    target = int(slider.get_attribute("max"))
+    _set_range(v.page, slider, target)
+    after = _state(root)
+    assert after["warmup_iters"] == target != before["warmup_iters"]
+    # the peak of the drawn curve moves to the end of the longer warm-up
+    peak_step = max(after["points"], key=lambda p: p[1])[0]
+    assert abs(peak_step - (target - 1)) <= 1
     assert v.errors == []
