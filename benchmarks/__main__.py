@@ -3,6 +3,7 @@
     python -m benchmarks            # full run (minutes)
     python -m benchmarks --quick    # tiny sizes: a smoke run that proves nothing about speed
     python -m benchmarks --only tokenizer
+    python -m benchmarks --only hardware --update   # re-measure one, keep the other rows
 
 Each benchmark module ``bench_<name>.py`` has ``run(quick: bool) -> list[dict]``; a row holds
 name, ours, peer, unit, ratio, target and met. Timings on shared 2-core machines drift by up
@@ -55,9 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
     parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run only these")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--update", action="store_true",
+                        help="replace only the rows of the benchmarks run in the existing --out file")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    rows = run_all(args.only or BENCHMARKS, args.quick)
+    names = args.only or BENCHMARKS
+    rows = run_all(names, args.quick)
+    if args.update and args.out.is_file():
+        kept = [r for r in json.loads(args.out.read_text())["results"] if r["benchmark"] not in names]
+        rows = sorted(kept + rows, key=lambda r: BENCHMARKS.index(r["benchmark"]))  # stable sort
     print(format_table(rows))
     report = {
         "machine": {

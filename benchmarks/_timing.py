@@ -1,4 +1,5 @@
-"""Timing helpers shared by the benchmarks: alternate ours and the peer, keep the median."""
+"""Helpers shared by the benchmarks: alternate ours and the peer, keep the median, make a
+results row, run quietly, and give each benchmark module its own command line."""
 
 from __future__ import annotations
 
@@ -31,3 +32,27 @@ def row(name: str, ours: float, peer: float, unit: str, target: float, lower_is_
     met = ratio <= target if lower_is_better else ratio >= target
     return {"name": name, "ours": ours, "peer": peer, "unit": unit, "ratio": round(ratio, 3),
             "target": f"{'<=' if lower_is_better else '>='} {target}", "met": bool(met), **extra}
+
+
+def run_quietly(benchmarks: list[Callable[[bool], dict]], quick: bool) -> list[dict]:
+    """Run each ``benchmark(quick)`` seeded, without Hugging Face's log lines and warnings."""
+    import warnings
+
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    torch.manual_seed(0)
+    hf_logging.set_verbosity_error()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [benchmark(quick) for benchmark in benchmarks]
+
+
+def command_line(run: Callable[[bool], list[dict]], doc: str) -> None:
+    """``python -m benchmarks.bench_NAME [--quick]``: run one benchmark and print its rows."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    for r in run(parser.parse_args().quick):
+        print(r)

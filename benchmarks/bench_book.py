@@ -10,26 +10,30 @@ the first chapter that trains it).
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
-from benchmarks._timing import row
+from benchmarks._timing import command_line, row
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER_BUDGET_S = 180.0
 BOOK_BUDGET_S = 900.0
 
 
-def execute(path: Path) -> float:
+def execute(path: Path) -> tuple[float, str | None]:
+    """Seconds to run the notebook top to bottom, and the error that stopped it (or None)."""
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
-    return time.perf_counter() - start
+    try:
+        NotebookClient(nb, timeout=900, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    except CellExecutionError as err:  # report it in the table instead of losing the whole run
+        return time.perf_counter() - start, str(err).strip().splitlines()[-1]
+    return time.perf_counter() - start, None
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -38,16 +42,16 @@ def run(quick: bool = False) -> list[dict]:
         chapters = chapters[:1]
     rows, total = [], 0.0
     for path in chapters:
-        seconds = execute(path)
+        seconds, error = execute(path)
         total += seconds
-        rows.append(row(f"chapter {path.stem}", seconds, CHAPTER_BUDGET_S, "s (peer = budget)", 1.0))
+        result = row(f"chapter {path.stem}", seconds, CHAPTER_BUDGET_S, "s (peer = budget)", 1.0)
+        if error is not None:
+            result.update(met=False, error=error)
+        rows.append(result)
     if not quick:
         rows.append(row("whole book", total, BOOK_BUDGET_S, "s (peer = budget)", 1.0))
     return rows
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    for r in run(parser.parse_args().quick):
-        print(r)
+    command_line(run, __doc__)

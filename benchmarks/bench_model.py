@@ -13,15 +13,12 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
-import warnings
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
-from transformers.utils import logging as hf_logging
 
-from benchmarks._timing import alternate, row
+from benchmarks._timing import alternate, command_line, row, run_quietly
 from minillm_lib.generate import generate
 from minillm_lib.model import GPT
 from minillm_lib.train import configure_optimizer
@@ -103,15 +100,8 @@ def bench_generation(quick: bool) -> dict:
 
 
 def run(quick: bool = False) -> list[dict]:
-    torch.manual_seed(0)
-    hf_logging.set_verbosity_error()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return [bench_train_step(quick), bench_generation(quick)]
+    return run_quietly([bench_train_step, bench_generation], quick)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    for r in run(parser.parse_args().quick):
-        print(r)
+    command_line(run, __doc__)

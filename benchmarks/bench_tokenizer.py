@@ -14,7 +14,6 @@ A row's ratio is ours / peer; target is the largest acceptable ratio.
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import tiktoken
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-from benchmarks._timing import row
+from benchmarks._timing import command_line, row
 from minillm_lib.data import load_corpus
 from minillm_lib.tokenizers import BPETokenizer
 
@@ -101,7 +100,4 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
-    for r in run(quick=parser.parse_args().quick):
-        print(r)
+    command_line(run, __doc__)

@@ -3,7 +3,7 @@
     python -m minillm_lib train --data shakespeare --preset baby --out runs/baby
     python -m minillm_lib sample runs/baby --prompt "ROMEO:" --temperature 0.8 --top-k 40
     python -m minillm_lib eval runs/baby --data shakespeare
-    python -m minillm_lib export runs/baby hf/baby        # a transformers from_pretrained folder
+    python -m minillm_lib export runs/baby hf/baby        # a transformers folder: model + tokenizer
 
 A run folder holds the model (model.safetensors + config.json), its tokenizer.json, the
 training checkpoint (train_state.json + train_state-<step>.safetensors) and the training
@@ -28,16 +28,18 @@ from .checkpoint import TRAIN_STATE_FILE, has_training_checkpoint, read_json
 from .config import PRESETS, GPTConfig
 from .data import load_corpus, train_val_split
 from .generate import stream
+from .interop import to_hf_tokenizer
 from .model import GPT
 from .tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
-from .train import NonFiniteLossError, TrainConfig, evaluate, resolve_device, train
+from .train import TRAIN_PRESETS, NonFiniteLossError, TrainConfig, evaluate, resolve_device, train
 
 TOKENIZER_FILE = "tokenizer.json"
 
 # Command-line flag -> GPTConfig field; None (not given) keeps the preset's value.
 MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
-# Command-line flag -> TrainConfig field; None keeps TrainConfig's default (or, when a run
-# continues, the value it was trained with).
+# Command-line flag -> TrainConfig field; None keeps the preset's training recipe
+# (TRAIN_PRESETS, else TrainConfig's default) or, when a run continues, the value it was
+# trained with.
 TRAIN_FLAGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "lr_decay_iters",
                "weight_decay", "grad_clip", "grad_accum_steps", "eval_interval", "ckpt_interval",
                "seed", "device", "dtype")
@@ -101,7 +103,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
     train_ids, val_ids = train_val_split(ids)
     # A continued run keeps its settings; flags given now (say a larger --max-iters) win.
-    settings = read_json(out / TRAIN_STATE_FILE)["train_config"] if resume else {}
+    # A new run starts from the preset's training recipe (TRAIN_PRESETS), if it has one.
+    if resume:
+        settings = read_json(out / TRAIN_STATE_FILE)["train_config"]
+    else:
+        settings = dict(TRAIN_PRESETS.get(args.preset, {}))
     settings.update({name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None})
     cfg = TrainConfig(**{**settings, "compile": args.compile, "out_dir": str(out)})
     if is_main:
@@ -175,9 +181,13 @@ def cmd_export(args: argparse.Namespace) -> None:
     folder = _run_folder(args.run)
     model = GPT.load(folder)
     hf_model = model.to_hf()  # ValueError if no transformers class fits the config
+    # Convert both before writing either, so a failure leaves no half-exported folder.
+    hf_tokenizer = to_hf_tokenizer(load_tokenizer(folder / TOKENIZER_FILE))
     hf_model.save_pretrained(args.out)
-    print(f"wrote a transformers {type(hf_model).__name__} to {args.out!r} "
-          f"(load it with from_pretrained({args.out!r}))")
+    hf_tokenizer.save_pretrained(args.out)  # so AutoTokenizer finds it next to the model
+    print(f"wrote a transformers {type(hf_model).__name__} and its tokenizer to {args.out!r} "
+          f"(load them with AutoModelForCausalLM.from_pretrained({args.out!r}) and "
+          f"AutoTokenizer.from_pretrained({args.out!r}))")
 
 
 # ---------------------------------------------------------------- the parser
@@ -191,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="shakespeare", help="corpus name (shakespeare, tinyshakespeare) or text file")
     p.add_argument("--tokenizer", choices=["char", "bpe"], default="char")
     p.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size")
-    p.add_argument("--preset", default="baby", help=f"model preset: {', '.join(sorted(PRESETS))}")
+    p.add_argument("--preset", default="baby", help=f"model preset: {', '.join(sorted(PRESETS))} "
+                   f"(with its training recipe: {', '.join(sorted(TRAIN_PRESETS))})")
     for name, kind in (("n_layer", int), ("n_head", int), ("n_embd", int), ("block_size", int), ("dropout", float)):
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, help="override the preset")
     for name, kind in (("batch_size", int), ("max_iters", int), ("lr", float), ("min_lr", float),
@@ -229,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
-    p = commands.add_parser("export", help="write a run as a Hugging Face transformers folder")
+    p = commands.add_parser("export", help="write a run as a Hugging Face transformers folder "
+                            "(model and tokenizer)")
     p.add_argument("run", help="run folder")
     p.add_argument("out", help="folder for save_pretrained")
     p.set_defaults(func=cmd_export)

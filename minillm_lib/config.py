@@ -44,6 +44,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         bias=False, pos_encoding="rope", rope_theta=10000.0, norm="rmsnorm", norm_eps=1e-5,
         mlp="swiglu", tie_weights=False,
     ),
+    # The recommended CPU preset: the baby's size with the modern parts (RoPE, RMSNorm,
+    # SwiGLU). It won an equal-time screen on 2 CPU threads (benchmarks/bench_presets.py);
+    # its training recipe, TRAIN_PRESETS["cpu-5min"], takes about 5 minutes.
+    "cpu-5min": dict(
+        block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False,
+        pos_encoding="rope", rope_theta=10000.0, norm="rmsnorm", norm_eps=1e-5, mlp="swiglu",
+        tie_weights=True,
+    ),
     # The same recipe at the baby GPT's size, for side-by-side CPU experiments.
     "baby-llama": dict(
         block_size=64, n_layer=4, n_head=4, n_kv_head=2, n_embd=128, dropout=0.0,

@@ -26,6 +26,7 @@ import urllib.request
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+
 import torch
 
 TINY_SHAKESPEARE_URL = (

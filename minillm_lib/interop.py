@@ -6,8 +6,12 @@ its q/k/v projections are concatenated into our fused c_attn, its gate/up projec
 into our c_fc (gate first, as MLP.forward chunks them), and its RoPE uses the same
 half-split layout as ours, so no weights need permuting.
 
-``transformers`` is imported only inside these functions: the rest of the library
-works without it.
+``to_hf_tokenizer`` turns our tokenizers into a Hugging Face fast tokenizer that gives the
+same ids, so an exported folder loads with ``AutoTokenizer`` as well as with
+``AutoModelForCausalLM``.
+
+``transformers`` (and its ``tokenizers``) is imported only inside these functions: the rest
+of the library works without it.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import regex
 import torch
 import torch.nn as nn
 
 from .config import GPTConfig
 from .model import GPT
+from .tokenizers import BPETokenizer, CharTokenizer
 
 # Hugging Face GPT-2 activation names -> our MLP kinds ("gelu_new" is the tanh GELU).
 _HF_GPT2_ACTIVATIONS = {
@@ -298,3 +304,134 @@ def from_pretrained(name: str | os.PathLike, *, dtype: torch.dtype = torch.float
             "and model.safetensors (e.g. written by hf_model.save_pretrained(folder))."
         ) from err
     return from_hf(hf_model.eval())
+
+
+# ---------------------------------------------------------------- our tokenizers -> Hugging Face
+
+# Oniguruma, the regex engine of ``tokenizers``, reads "X{1,3}+" as "(X{1,3})+" (one or more
+# runs of 1-3), where Python's regex reads a possessive "X{1,3}": the GPT-4 pattern's
+# "\p{N}{1,3}+" would keep "12345" whole instead of "123", "45". An atomic group "(?>X{1,3})"
+# means the same in both. X: a \p{..} class, an escape, a [...] set or one plain character.
+_POSSESSIVE_REPEAT = regex.compile(
+    r"(\\p\{\w+\}|\\.|\[(?:\\.|[^\]\\])*\]|[^\\()\[\]])"  # X
+    r"(\{\d+(?:,\d*)?\})\+"  # {m,n}+
+)
+
+
+def to_hf_tokenizer(tokenizer: CharTokenizer | BPETokenizer) -> Any:
+    """A ``transformers.PreTrainedTokenizerFast`` that encodes and decodes like ``tokenizer``.
+
+    Returns a fast tokenizer with ``hf_tok(text)["input_ids"] == tokenizer.encode(text)`` (no
+    BOS/EOS is added) and ``hf_tok.decode(ids) == tokenizer.decode(ids)``; save it with
+    ``save_pretrained(folder)`` next to the model so ``AutoTokenizer.from_pretrained(folder)``
+    finds it. Our special tokens become special tokens with the same ids.
+
+    What still differs: special tokens in the text are always encoded as their ids (ours needs
+    ``allowed_special``); a character that a CharTokenizer without an unk token never saw raises
+    an ``Exception`` from ``tokenizers`` instead of our ValueError; for a BPETokenizer, a
+    special token spelt only with characters of GPT-2's byte alphabet, non-ASCII among them
+    (``"<|café|>"``), decodes as bytes (ASCII names such as ``"<|end|>"`` are fine); a custom
+    split pattern that leaves characters unmatched drops them in ours, not in theirs.
+
+    CharTokenizer: a WordLevel model over single characters (newlines included).
+    BPETokenizer: GPT-2's byte-level BPE: our split pattern, then bytes as printable characters.
+    """
+    _import_transformers()  # ImportError with the install hint; it brings `tokenizers` along
+    import transformers
+    from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as HFTokenizer
+
+    if isinstance(tokenizer, CharTokenizer):
+        vocab = {ch: i for i, ch in enumerate(tokenizer.chars)} | tokenizer.special_tokens
+        if len(vocab) != tokenizer.vocab_size:
+            clash = sorted(set(tokenizer.chars) & tokenizer.special_tokens.keys())
+            raise ValueError(
+                f"cannot convert a CharTokenizer whose special tokens {clash} are also characters "
+                "of its vocabulary: Hugging Face needs distinct token strings"
+            )
+        # The unk token must be in WordLevel's vocabulary, hence the special tokens above. With
+        # none, "" (never a token) makes an unseen character an error, as it is in ours.
+        backend = HFTokenizer(models.WordLevel(vocab, unk_token=tokenizer.unk_token or ""))
+        # One piece per character, "\n" included (Oniguruma's "." does not match newlines).
+        backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        backend.decoder = decoders.Fuse()  # join the characters without spaces between them
+    elif isinstance(tokenizer, BPETokenizer):
+        backend = HFTokenizer(_hf_byte_level_bpe(tokenizer, models))
+        backend.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(_onig_pattern(tokenizer.pattern)), behavior="isolated"),
+            # our chunks -> their UTF-8 bytes as GPT-2's printable characters, nothing else
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ])
+        backend.decoder = decoders.ByteLevel()  # bytes back to text, bad UTF-8 as U+FFFD like ours
+    else:
+        raise ValueError(
+            "to_hf_tokenizer supports CharTokenizer and BPETokenizer, "
+            f"got {type(tokenizer).__name__}"
+        )
+
+    # Special tokens are cut out of the text before pre-tokenization, as ours are. Those not in
+    # the model's vocabulary (all of a BPETokenizer's) get the next free ids in order, which
+    # are ours: they follow the vocabulary, in id order. Checked, in case a name is a token.
+    names = list(tokenizer.special_tokens)
+    unk_token = getattr(tokenizer, "unk_token", None)  # BPETokenizer has none
+    backend.add_special_tokens([AddedToken(name, special=True, normalized=False) for name in names])
+    for name, token_id in tokenizer.special_tokens.items():
+        if backend.token_to_id(name) != token_id:
+            raise ValueError(
+                f"special token {name!r} has id {token_id} in our tokenizer but would get id "
+                f"{backend.token_to_id(name)} in Hugging Face's: its text is also an ordinary token"
+            )
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token=unk_token,
+        extra_special_tokens=[name for name in names if name != unk_token],
+        clean_up_tokenization_spaces=False,  # it would delete the space in "word ." on decode
+    )
+
+
+def _hf_byte_level_bpe(tokenizer: BPETokenizer, models: Any) -> Any:
+    """A ``tokenizers`` BPE model with our vocabulary, in GPT-2's byte-to-character spelling."""
+    spell = _gpt2_bytes_to_unicode()
+
+    def text(piece: bytes) -> str:
+        return "".join(spell[b] for b in piece)
+
+    ranks = tokenizer.mergeable_ranks  # bytes -> id; ids 256.. in merge order
+    vocab = {text(piece): token_id for piece, token_id in ranks.items()}
+    merges = []
+    for k, (a, b) in enumerate(tokenizer.merges):
+        piece = tokenizer.token_bytes(256 + k)
+        # Our encode (tiktoken's) joins ANY two neighbours whose bytes form a token, not only
+        # the pair that created it; so list every such split, right after one another at this
+        # token's place in the order, the recorded merge first (as transformers' tiktoken
+        # converter does).
+        recorded = (tokenizer.token_bytes(a), tokenizer.token_bytes(b))
+        splits = [(piece[:i], piece[i:]) for i in range(1, len(piece))]
+        others = [(left, right) for left, right in splits
+                  if (left, right) != recorded and left in ranks and right in ranks]
+        merges += [(text(left), text(right)) for left, right in [recorded, *others]]
+    # ignore_merges: a chunk that is a whole token becomes that token, as in ours.
+    return models.BPE(vocab, merges, ignore_merges=True)
+
+
+def _gpt2_bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> character table: printable bytes stand for themselves, the other 68
+    (controls, space, ...) for the characters from U+0100 up, so every token is visible text."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    table = {b: chr(b) for b in printable}
+    others = [b for b in range(256) if b not in table]
+    table |= {b: chr(256 + n) for n, b in enumerate(others)}
+    return table
+
+
+def _onig_pattern(pattern: str) -> str:
+    """Our split regex (Python's ``regex`` syntax) in the syntax of ``tokenizers``' Oniguruma."""
+    translated = _POSSESSIVE_REPEAT.sub(r"(?>\1\2)", pattern)
+    if regex.search(r"\{\d+(?:,\d*)?\}\+", translated):  # left: the repeat of a group
+        raise ValueError(
+            f"split pattern {pattern!r} has a possessive repeat 'X{{m,n}}+' of a group, which "
+            "Oniguruma (Hugging Face tokenizers) reads differently; write it as an atomic group "
+            "'(?>X{m,n})'"
+        )
+    return translated

@@ -39,6 +39,7 @@ from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from tqdm.auto import tqdm
 
 from .checkpoint import has_training_checkpoint, load_training_checkpoint, save_training_checkpoint
+from .config import PRESETS
 from .data import get_batch, iter_eval_batches
 from .model import GPT
 from .tokenizers import Tokenizer
@@ -122,6 +123,24 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-serialisable dict of every field."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The training recipe that goes with model preset ``name`` (``TRAIN_PRESETS``; a
+        preset without one gets the defaults), with any field replaced by ``overrides``."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+        return cls(**{**TRAIN_PRESETS.get(name, {}), **overrides})
+
+
+# Training recipes for the model presets of config.PRESETS that have a recipe of their own.
+# Plain dicts of the TrainConfig fields that differ from the defaults (nanoGPT's baby recipe).
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "baby": {},
+    # About 5 minutes on 2 CPU threads (~50 ms a step): twice nanoGPT's peak learning rate,
+    # three times its steps, warm-up over the first 5%.
+    "cpu-5min": dict(batch_size=12, max_iters=6000, lr=2e-3, min_lr=2e-4, warmup_iters=300),
+}
 
 
 # ---------------------------------------------------------------- optimizer and schedule

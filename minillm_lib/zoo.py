@@ -107,6 +107,18 @@ def _train_recipe(recipe: dict[str, Any], folder: Path, progress: bool) -> tuple
     return model.eval(), tokenizer
 
 
+def _course_folder(
+    name: str, cache_dir: str | os.PathLike | None, recipe: dict[str, Any] | None
+) -> tuple[dict[str, Any], Path]:
+    """The recipe for ``name`` (``RECIPES[name]`` unless given) and its cache folder."""
+    if recipe is None:
+        if name not in RECIPES:
+            raise ValueError(f"unknown course model {name!r}; known: {sorted(RECIPES)}")
+        recipe = RECIPES[name]
+    root = Path(cache_dir) if cache_dir is not None else data.cache_dir()
+    return recipe, root / f"{name}-{recipe_hash(recipe)}"
+
+
 def load_course_model(
     name: str = "shakespeare-char",
     *,
@@ -128,12 +140,8 @@ def load_course_model(
     machine gets the same model (up to differences between CPU instruction sets). Its
     exact validation loss is kept in ``<cache folder>/recipe.json``.
     """
-    if recipe is None:
-        if name not in RECIPES:
-            raise ValueError(f"unknown course model {name!r}; known: {sorted(RECIPES)}")
-        recipe = RECIPES[name]
-    root = Path(cache_dir) if cache_dir is not None else data.cache_dir()
-    folder = root / f"{name}-{recipe_hash(recipe)}"
+    recipe, folder = _course_folder(name, cache_dir, recipe)
+    root = folder.parent
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / f"{folder.name}.lock"):
         if (folder / DONE_FILE).is_file():
@@ -141,3 +149,19 @@ def load_course_model(
         if progress:
             print(f"Training the course model {name!r} once (cached in {str(folder)!r}).", file=sys.stderr)
         return _train_recipe(recipe, folder, progress)
+
+
+def course_model_info(
+    name: str = "shakespeare-char",
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What was recorded when the course model ``name`` was trained (training it first if
+    it is not cached yet): ``recipe``, ``val`` (the exact evaluation on the whole validation
+    split after the last step: loss, perplexity, bits_per_token, bits_per_char, step),
+    ``train_seconds`` and ``torch_version``. Arguments as for ``load_course_model``."""
+    recipe, folder = _course_folder(name, cache_dir, recipe)
+    if not (folder / DONE_FILE).is_file():
+        load_course_model(name, cache_dir=cache_dir, recipe=recipe)
+    return json.loads((folder / DONE_FILE).read_text())

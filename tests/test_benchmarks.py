@@ -25,6 +25,7 @@ def test_benchmarks_run_quick_and_write_results(tmp_path):
         assert row["ours"] > 0 and row["peer"] > 0
         assert abs(row["ratio"] - row["ours"] / row["peer"]) < 1e-3 * max(1.0, row["ratio"])
         assert isinstance(row["met"], bool)
+        assert "error" not in row, row  # e.g. a chapter that raised
         for flag in ("identical_tokens", "same_losses", "identical_ids"):
             if flag in row:
                 assert row[flag] is True, (row["name"], flag)

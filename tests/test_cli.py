@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from minillm_lib.cli import main
+from minillm_lib.config import PRESETS
 from minillm_lib.data import train_val_split
+from minillm_lib.generate import generate
 from minillm_lib.model import GPT
 from minillm_lib.tokenizers import load_tokenizer
-from minillm_lib.train import evaluate
+from minillm_lib.train import TrainConfig, evaluate
 
 LINES = [
     "To be, or not to be, that is the question:",
@@ -79,15 +81,47 @@ def test_eval_reports_the_exact_validation_loss(run, corpus):
     assert "bits/char" in result.stdout and "perplexity" in result.stdout
 
 
-def test_export_loads_in_transformers_with_the_same_logits(run, tmp_path):
+def test_export_loads_in_transformers_with_the_same_logits(run, tmp_path, capsys):
     transformers = pytest.importorskip("transformers")
     folder, _ = run
     assert main(["export", str(folder), str(tmp_path / "hf")]) == 0  # in-process: one transformers import
+    assert "AutoTokenizer.from_pretrained" in capsys.readouterr().out
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
     ours = GPT.load(folder).eval()
     idx = torch.randint(ours.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(hf(idx).logits, ours(idx)[0], rtol=1e-4, atol=1e-4)
+    assert_exported_tokenizer_generates_like_ours(folder, tmp_path / "hf", "To be")
+
+
+def test_export_of_a_bpe_run_brings_its_tokenizer(corpus, tmp_path):
+    pytest.importorskip("transformers")
+    folder = tmp_path / "bpe"
+    assert main(["train", "--data", str(corpus), "--tokenizer", "bpe", "--vocab-size", "300", *TINY,
+                 "--max-iters", "2", "--out", str(folder)]) == 0
+    assert main(["export", str(folder), str(tmp_path / "hf")]) == 0
+    assert_exported_tokenizer_generates_like_ours(folder, tmp_path / "hf", "Whether 'tis")
+
+
+def assert_exported_tokenizer_generates_like_ours(folder, hf_folder, prompt):
+    """The exported folder's tokenizer encodes like the run's, and greedy generation with
+    transformers gives the ids of our generate(..., temperature=0)."""
+    import transformers
+
+    tokenizer = load_tokenizer(folder / "tokenizer.json")
+    hf_tok = transformers.AutoTokenizer.from_pretrained(hf_folder)
+    for text in [*LINES, "\n".join(LINES), "  To   be\n\n"]:
+        assert hf_tok(text)["input_ids"] == tokenizer.encode(text)
+        assert hf_tok.decode(tokenizer.encode(text)) == text
+    hf = transformers.AutoModelForCausalLM.from_pretrained(hf_folder).eval()
+    ours = GPT.load(folder).eval()
+    inputs = hf_tok(prompt, return_tensors="pt")
+    n_new = ours.config.block_size - inputs["input_ids"].shape[1]  # fill the window, not more
+    with torch.no_grad():
+        hf_ids = hf.generate(**inputs, max_new_tokens=n_new, do_sample=False)
+    our_ids = generate(ours, torch.tensor([tokenizer.encode(prompt)]), n_new, temperature=0)
+    assert hf_ids.tolist() == our_ids.tolist()
+    assert hf_tok.decode(hf_ids[0]) == tokenizer.decode(our_ids[0].tolist())
 
 
 def test_train_continues_a_run_from_its_checkpoint(run, corpus, tmp_path, capsys):
@@ -106,6 +140,19 @@ def test_train_continues_a_run_from_its_checkpoint(run, corpus, tmp_path, capsys
     code = main(["train", "--data", str(corpus), "--n-layer", "2", "--out", str(folder), "--no-progress"])
     assert code == 2
     assert "--n-layer" in capsys.readouterr().err
+
+
+def test_a_preset_brings_its_training_recipe_and_flags_override_it(corpus, tmp_path):
+    folder = tmp_path / "recommended"
+    shape = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--block-size", "16"]
+    code = main(["train", "--data", str(corpus), "--preset", "cpu-5min", *shape, "--max-iters", "2",
+                 "--batch-size", "4", "--no-progress", "--out", str(folder)])
+    assert code == 0
+    train_config = json.loads((folder / "train_state.json").read_text())["train_config"]
+    recipe = TrainConfig.from_preset("cpu-5min")
+    assert train_config["lr"] == recipe.lr and train_config["warmup_iters"] == recipe.warmup_iters
+    assert train_config["max_iters"] == 2 and train_config["batch_size"] == 4  # the flags win
+    assert GPT.load(folder).config.pos_encoding == PRESETS["cpu-5min"]["pos_encoding"]
 
 
 def test_a_bpe_run_trains_and_samples(corpus, tmp_path, capsys):

@@ -6,9 +6,11 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from minillm_lib.config import GPTConfig  # noqa: E402
-from minillm_lib.interop import PretrainedUnavailableError, from_hf  # noqa: E402
+from minillm_lib.finetune import CHAT_SPECIAL_TOKENS, encode_chat, extend_tokenizer, format_chat  # noqa: E402
+from minillm_lib.interop import PretrainedUnavailableError, from_hf, to_hf_tokenizer  # noqa: E402
 from minillm_lib.layers import apply_rope, rope_cos_sin  # noqa: E402
 from minillm_lib.model import GPT  # noqa: E402
+from minillm_lib.tokenizers import BPETokenizer, CharTokenizer  # noqa: E402
 
 ATOL = 1e-4
 
@@ -82,6 +84,14 @@ def test_llama_logits_match(shape):
     with torch.no_grad():
         pieces = [ours(idx[:, :20], kv_cache=cache)[0]] + [ours(idx[:, t:t + 1], kv_cache=cache)[0] for t in range(20, 32)]
         assert (torch.cat(pieces, 1) - hf_model(idx).logits).abs().max().item() < ATOL
+
+
+@pytest.mark.parametrize("name", ["baby", "cpu-5min", "baby-llama", "gpt2-small-cpu"])
+def test_cpu_presets_export_to_transformers_with_the_same_logits(name):
+    ours = GPT(GPTConfig.from_preset(name, vocab_size=84)).eval()
+    hf_model = ours.to_hf().eval()
+    idx = torch.randint(0, 84, (2, ours.config.block_size))
+    assert max_diff(ours, hf_model, idx) < ATOL
 
 
 def test_swapping_gate_and_up_would_be_caught():
@@ -199,3 +209,122 @@ def test_unsupported_hf_models_are_refused():
                                       rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1e4})
     with pytest.raises(ValueError, match="only plain RoPE"):
         from_hf(transformers.LlamaForCausalLM(config))
+
+
+# ---------------------------------------------------------------- tokenizers: same ids, same text
+
+PLAY = """First Citizen:
+Before we proceed any further, hear me speak.
+
+All:
+Speak, speak.
+
+First Citizen:
+You are all resolved rather to die than to famish?
+
+All:
+Resolved. resolved.
+
+First Citizen:
+First, you know Caius Marcius is chief enemy to the people.
+
+All:
+We know't, we know't.
+
+First Citizen:
+Let us kill him, and we'll have corn at our own price.
+Is't a verdict?
+
+All:
+No more talking on't; let it be done: away, away!
+"""
+# Text the BPE never saw: newlines, runs of spaces, digits (the GPT-4 pattern cuts them in
+# threes), accents, CJK and an emoji (several bytes each), and an empty string.
+UNSEEN = ["Speak, speak.", "\n\nAll:\n", "   many    spaces  \n\t tab", "you're, YOU'LL 'tis",
+          "café naïve Ærø", "12345678 and 3.14159", "漢字 and 😀!", "MARCIUS:\r\nO, me alone!", "", " "]
+
+
+def assert_same_tokenizer(hf_tok, ours, texts, allowed_special="none"):
+    for text in texts:
+        ids = ours.encode(text, allowed_special=allowed_special)
+        assert hf_tok(text)["input_ids"] == ids, text
+        assert hf_tok.decode(ids) == ours.decode(ids) == text
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return BPETokenizer.train(PLAY * 4, vocab_size=300)  # ~2.5 kB of text, GPT-4 split pattern
+
+
+def test_char_tokenizer_converts_to_hf_with_the_same_ids():
+    ours = CharTokenizer.from_text(PLAY)
+    hf_tok = to_hf_tokenizer(ours)
+    assert isinstance(hf_tok, transformers.PreTrainedTokenizerFast)
+    assert len(hf_tok) == ours.vocab_size
+    lines = PLAY.splitlines(keepends=True)
+    assert_same_tokenizer(hf_tok, ours, [PLAY, *lines, "\n\n\n", "  speak ,  speak  ", "", "?!"])
+    # One id per character, no spaces put back between them on decode.
+    assert hf_tok.decode(ours.encode("we'll")) == "we'll"
+
+
+def test_char_tokenizer_with_unk_and_special_tokens():
+    ours = CharTokenizer.from_text(PLAY, special_tokens=["<|endoftext|>"], unk_token="<unk>")
+    hf_tok = to_hf_tokenizer(ours)
+    text = "Speak<|endoftext|>Zounds, é!"  # Z and é are not in the vocabulary: the unk id
+    ids = ours.encode(text, allowed_special="all")
+    assert ours.unk_id in ids
+    assert hf_tok(text)["input_ids"] == ids
+    assert hf_tok.decode(ids) == ours.decode(ids)
+    assert hf_tok.unk_token == "<unk>" and hf_tok.unk_token_id == ours.unk_id
+
+
+@pytest.mark.parametrize("pattern", ["gpt4", "gpt2"])
+def test_bpe_tokenizer_converts_to_hf_with_the_same_ids(pattern):
+    ours = BPETokenizer.train(PLAY * 4, vocab_size=300, pattern=pattern)
+    hf_tok = to_hf_tokenizer(ours)
+    assert len(hf_tok) == ours.vocab_size == 300
+    assert_same_tokenizer(hf_tok, ours, [PLAY, *PLAY.split("\n\n"), *UNSEEN])
+    # The merges really are used: the training text takes far fewer tokens than bytes.
+    assert len(hf_tok(PLAY)["input_ids"]) < 0.7 * len(PLAY.encode())
+    # Ids that end inside a multi-byte character decode to U+FFFD in both.
+    ids = ours.encode("😀漢")
+    for end in range(len(ids) + 1):
+        assert hf_tok.decode(ids[:end]) == ours.decode(ids[:end])
+
+
+def test_bpe_tokenizer_with_chat_special_tokens(bpe):
+    ours = extend_tokenizer(bpe, CHAT_SPECIAL_TOKENS)
+    hf_tok = to_hf_tokenizer(ours)
+    for name in CHAT_SPECIAL_TOKENS:
+        assert hf_tok.convert_tokens_to_ids(name) == ours.special_tokens[name]
+    chat = format_chat("Speak, speak.", "We know't, we know't.\n")
+    ids = encode_chat(ours, "Speak, speak.", "We know't, we know't.\n")
+    assert hf_tok(chat)["input_ids"] == ids == ours.encode(chat, allowed_special="all")
+    assert hf_tok.decode(ids) == ours.decode(ids) == chat
+    assert hf_tok.decode(ids, skip_special_tokens=True) == "Speak, speak.We know't, we know't.\n"
+    assert_same_tokenizer(hf_tok, ours, UNSEEN)  # ordinary text is unchanged
+
+
+def test_char_tokenizer_with_chat_special_tokens():
+    ours = extend_tokenizer(CharTokenizer.from_text(PLAY), CHAT_SPECIAL_TOKENS)
+    hf_tok = to_hf_tokenizer(ours)
+    chat = format_chat("hear me", "Speak.\n")
+    ids = encode_chat(ours, "hear me", "Speak.\n")
+    assert hf_tok(chat)["input_ids"] == ids
+    assert hf_tok.decode(ids) == chat
+
+
+def test_hf_tokenizer_survives_save_pretrained(bpe, tmp_path):
+    ours = extend_tokenizer(bpe, ["<|endoftext|>"])
+    to_hf_tokenizer(ours).save_pretrained(tmp_path)
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert_same_tokenizer(hf_tok, ours, [PLAY, *UNSEEN, "All:<|endoftext|>First"], allowed_special="all")
+
+
+def test_unconvertible_tokenizers_are_refused(bpe):
+    with pytest.raises(ValueError, match="CharTokenizer and BPETokenizer, got str"):
+        to_hf_tokenizer("abc")
+    with pytest.raises(ValueError, match=r"special tokens \['a'\] are also characters"):
+        to_hf_tokenizer(CharTokenizer.from_text("abc", special_tokens=["a"]))
+    with pytest.raises(ValueError, match="'e' has id 300 .* would get id 101"):  # the byte "e"
+        to_hf_tokenizer(extend_tokenizer(bpe, ["e"]))

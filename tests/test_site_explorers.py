@@ -8,17 +8,14 @@ Set MINILLM_SCREENSHOTS=<folder> to also save a screenshot of each explorer ther
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import math
 import os
-import shutil
-import threading
 from pathlib import Path
 
 import pytest
 import torch
+from browsing import serve
 
 from minillm_lib import viz
 from minillm_lib.config import GPTConfig
@@ -29,11 +26,6 @@ from minillm_lib.model import GPT
 from minillm_lib.tokenizers import CharTokenizer
 from minillm_lib.train import TrainConfig, lr_at
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer"
 PROMPTS = ["To be, or", "Whether 'tis\n"]
 GRID = dict(temperatures=(0.0, 0.5, 1.0, 2.0), top_ks=(1, 3, 10, None), top_ps=(0.3, 0.6, 0.9, 1.0))
@@ -93,31 +85,10 @@ def _embedded(ex: viz.Explorer) -> dict:
     return json.loads(ex.html[start: ex.html.index("</script>", start)])
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(built):
-    handler = functools.partial(_QuietHandler, directory=str(built[0]))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}/index.html"
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: `make` installs Debian's chromium package")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    with serve(built[0]) as url:
+        yield url + "index.html"
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from minillm_lib.checkpoint import load_training_checkpoint
-from minillm_lib.config import GPTConfig
+from minillm_lib.config import PRESETS, GPTConfig
 from minillm_lib.data import get_batch
 from minillm_lib.model import GPT
 from minillm_lib.tokenizers import BPETokenizer, CharTokenizer
 from minillm_lib.train import (
+    TRAIN_PRESETS,
     NonFiniteLossError,
     TrainConfig,
     configure_optimizer,
@@ -68,6 +69,18 @@ def test_bad_train_config_values_name_the_field(field, value):
 def test_min_lr_above_lr_is_refused():
     with pytest.raises(ValueError, match="min_lr"):
         TrainConfig(lr=1e-4, min_lr=1e-3)
+
+
+def test_train_presets_belong_to_model_presets_and_build_valid_configs():
+    assert TRAIN_PRESETS and set(TRAIN_PRESETS) <= set(PRESETS)
+    assert TrainConfig.from_preset("baby") == TrainConfig()  # the defaults are the baby's recipe
+    for name, recipe in TRAIN_PRESETS.items():
+        cfg = TrainConfig.from_preset(name, seed=7)
+        assert cfg.seed == 7 and all(getattr(cfg, k) == (tuple(v) if k == "betas" else v)
+                                     for k, v in recipe.items() if k != "seed")
+    assert TrainConfig.from_preset("gpt2") == TrainConfig()  # no recipe of its own: the defaults
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        TrainConfig.from_preset("nope")
 
 
 def test_train_config_round_trips_through_json():

@@ -6,7 +6,9 @@ import threading
 import pytest
 import torch
 
-from minillm_lib.zoo import DONE_FILE, RECIPES, load_course_model, recipe_hash
+from minillm_lib.data import load_corpus, train_val_split
+from minillm_lib.train import evaluate
+from minillm_lib.zoo import DONE_FILE, RECIPES, course_model_info, load_course_model, recipe_hash
 
 
 @pytest.fixture
@@ -89,3 +91,14 @@ def test_a_second_process_waits_for_the_first_ones_training(tmp_path, tiny_recip
 def test_unknown_course_model_is_named():
     with pytest.raises(ValueError, match="unknown course model 'nope'.*shakespeare-char"):
         load_course_model("nope")
+
+
+def test_info_records_the_exact_validation_loss_of_the_cached_model(tmp_path, tiny_recipe):
+    cache = tmp_path / "cache"
+    info = course_model_info("tiny", cache_dir=cache, recipe=tiny_recipe)  # trains first
+    assert info["recipe"] == tiny_recipe and info["torch_version"] == torch.__version__
+    model, tokenizer = load_course_model("tiny", cache_dir=cache, recipe=tiny_recipe, progress=False)
+    ids = torch.tensor(tokenizer.encode(load_corpus(tiny_recipe["corpus"])))
+    _, val_ids = train_val_split(ids)
+    again = evaluate(model, val_ids, tiny_recipe["train"]["eval_batch_size"])
+    assert again["loss"] == pytest.approx(info["val"]["loss"], rel=1e-6)
