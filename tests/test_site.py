@@ -91,6 +91,14 @@ def test_internal_links_and_images_resolve(pages):
     assert missing == []
 
 
+def test_markdown_tables_in_outputs_are_rendered(pages):
+    """A table a cell displays with IPython's Markdown must become an HTML table, not a line of
+    pipes (commonmark, myst-nb's default for outputs, has no tables; the book uses myst)."""
+    raw = [page.relative_to(SITE).as_posix() for page in pages
+           if re.search(r"\|\s*(---|—|–)+\s*\|", re.sub(r"<pre.*?</pre>", "", page.read_text(encoding="utf-8"), flags=re.S))]
+    assert raw == []
+
+
 # ---- in a real browser ---------------------------------------------------------------------
 
 
