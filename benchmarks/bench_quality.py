@@ -20,18 +20,17 @@ counted); the data is ``../shared/data/tinyshakespeare.txt`` (or ``load_corpus
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import torch
 
 from benchmarks._timing import command_line, row
+from benchmarks.bench_tokenizer import TINY_SHAKESPEARE
 from minillm_lib.config import GPTConfig
 from minillm_lib.data import load_corpus, train_val_split
 from minillm_lib.model import GPT
 from minillm_lib.tokenizers import CharTokenizer
 from minillm_lib.train import TrainConfig, train
 
-TINY_SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared/data/tinyshakespeare.txt"
 NANOGPT_BABY_VAL = 1.8857  # nanoGPT's README: baby GPT, 2000 iterations, CPU
 STRETCH = 1.60
 EVAL_INTERVAL = 100

@@ -231,10 +231,17 @@ def _set_range(page, slider, index: int) -> None:
         " el.dispatchEvent(new Event('change', {bubbles: true})); }", str(index))
 
 
-def test_sampling_explorer_responds_to_temperature(pages, visit):
-    v = visit(_page_with(pages, "sampling"))
-    root = v.page.locator('[data-explorer="sampling"]').first
+def _open_explorer(pages, visit, kind: str):
+    """Open the first built page with a ``kind`` explorer; return the visit and the explorer,
+    scrolled into view."""
+    v = visit(_page_with(pages, kind))
+    root = v.page.locator(f'[data-explorer="{kind}"]').first
     root.scroll_into_view_if_needed()
+    return v, root
+
+
+def test_sampling_explorer_responds_to_temperature(pages, visit):
+    v, root = _open_explorer(pages, visit, "sampling")
     slider = root.locator('[data-testid="temperature"]')
     low, high = int(slider.get_attribute("min")), int(slider.get_attribute("max"))
     _set_range(v.page, slider, high)
@@ -250,9 +257,7 @@ def test_sampling_explorer_responds_to_temperature(pages, visit):
 
 
 def test_attention_explorer_responds_to_head_and_query(pages, visit):
-    v = visit(_page_with(pages, "attention"))
-    root = v.page.locator('[data-explorer="attention"]').first
-    root.scroll_into_view_if_needed()
+    v, root = _open_explorer(pages, visit, "attention")
     heatmap = root.locator('canvas[data-testid="heatmap"]')
     before = heatmap.get_attribute("data-checksum")
     head = root.locator('[data-testid="head"]')
@@ -271,17 +276,13 @@ def test_explorer_screenshots(pages, visit, tmp_path_factory):
     out = ROOT / "tests" / "screenshots"
     out.mkdir(exist_ok=True)
     for kind in ("sampling", "attention", "position"):
-        v = visit(_page_with(pages, kind))
-        root = v.page.locator(f'[data-explorer="{kind}"]').first
-        root.scroll_into_view_if_needed()
+        _, root = _open_explorer(pages, visit, kind)
         root.screenshot(path=str(out / f"{kind}_explorer.png"))
         assert (out / f"{kind}_explorer.png").stat().st_size > 5_000
 
 
 def test_position_explorer_responds_to_its_slider(pages, visit):
-    v = visit(_page_with(pages, "position"))
-    root = v.page.locator('[data-explorer="position"]').first
-    root.scroll_into_view_if_needed()
+    v, root = _open_explorer(pages, visit, "position")
     slider = root.locator('[data-testid="position"]')
     target = int(slider.get_attribute("max")) // 2
     before = _state(root)["cosine"]
@@ -292,9 +293,7 @@ def test_position_explorer_responds_to_its_slider(pages, visit):
 
 
 def test_lr_schedule_explorer_responds_to_warmup(pages, visit):
-    v = visit(_page_with(pages, "lr-schedule"))
-    root = v.page.locator('[data-explorer="lr-schedule"]').first
-    root.scroll_into_view_if_needed()
+    v, root = _open_explorer(pages, visit, "lr-schedule")
     slider = root.locator('[data-testid="warmup"]')
     before = _state(root)
     target = int(slider.get_attribute("max"))
