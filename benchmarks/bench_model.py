@@ -8,14 +8,20 @@
    KV-cache ``generate`` against HF's ``generate(do_sample=False, use_cache=True)``; the tokens
    must be identical.
 
+Each row also says where the time goes, so a missed target can be explained with numbers:
+the training step's time in matrix products (``torch.profiler``) and its largest other
+operations; generation's count of ATen operations (kernel launches) per token.
+
     python -m benchmarks.bench_model [--quick]
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from benchmarks._timing import alternate, command_line, row, run_quietly
@@ -24,6 +30,33 @@ from minillm_lib.model import GPT
 from minillm_lib.train import configure_optimizer
 
 VOCAB = 65  # Tiny Shakespeare's characters
+MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+
+
+def time_split(step: Callable[[], object], steps: int) -> dict:
+    """Profile ``steps`` calls of ``step``: ms per step in matrix products, and the five
+    other operations with the most time of their own (ms per step)."""
+    with torch.profiler.profile() as prof:
+        for _ in range(steps):
+            step()
+    self_ms = {e.key: e.self_cpu_time_total / 1e3 / steps for e in prof.key_averages()}
+    others = sorted((k for k in self_ms if k not in MATMULS and k.startswith("aten::")),
+                    key=self_ms.get, reverse=True)
+    return {"matmul_ms": sum(self_ms.get(k, 0.0) for k in MATMULS),
+            "largest_other_ms": {k: round(self_ms[k], 2) for k in others[:5]}}
+
+
+class CountOps(TorchDispatchMode):
+    """Count the ATen operations PyTorch dispatches: each is a kernel launch with its own
+    fixed overhead, which is what a batch-1 decoding step of a small model is made of."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
 
 
 def hf_baby(block_size: int, seed: int = 0) -> GPT2LMHeadModel:
@@ -65,13 +98,21 @@ def bench_train_step(quick: bool) -> dict:
         hf_opt.step()
         hf_opt.zero_grad(set_to_none=True)
         losses["hf"].append(loss.item())
-        state["i"] += 1
+        state["i"] = (state["i"] + 1) % len(batches)
 
     our_step(), hf_step()  # warm-up (first-call allocations)
     t_ours, t_hf = alternate(our_step, hf_step, steps)
     drift = max(abs(a - b) for a, b in zip(losses["ours"], losses["hf"], strict=True))
+    # Where the time goes (profiled apart: the profiler slows every operation a little).
+    profile_steps = 2 if quick else 10
+    ours_split, hf_split = time_split(our_step, profile_steps), time_split(hf_step, profile_steps)
+    # The weight matmuls' arithmetic: 2 FLOPs per multiply-add, x3 with the backward pass.
+    matmul_flops = 6 * ours.num_params(non_embedding=True) * batch * block
     return row("train step, baby shape (fwd+bwd+AdamW)", t_ours * 1e3, t_hf * 1e3, "ms/step",
-               target=0.6, same_losses=drift < 1e-3, max_loss_difference=drift)
+               target=0.6, same_losses=drift < 1e-3, max_loss_difference=drift,
+               ours_matmul_ms=ours_split["matmul_ms"], peer_matmul_ms=hf_split["matmul_ms"],
+               ours_matmul_flops=matmul_flops / (ours_split["matmul_ms"] / 1e3),
+               ours_largest_other_ms=ours_split["largest_other_ms"])
 
 
 def bench_generation(quick: bool) -> dict:
@@ -94,9 +135,15 @@ def bench_generation(quick: bool) -> dict:
     run_ours(), run_hf()  # warm-up
     t_ours, t_hf = alternate(run_ours, run_hf, 2 if quick else 5)
     identical = torch.equal(out["ours"], out["hf"])
+    ops = {}
+    for name, run_side in (("ours", run_ours), ("hf", run_hf)):
+        with CountOps() as counter:
+            run_side()
+        ops[name] = counter.count / new_tokens
     # Reported as tokens per second: higher is better, so the target is a minimum ratio.
     return row("generation, 500 tokens greedy, KV cache", new_tokens / t_ours, new_tokens / t_hf,
-               "tokens/s", target=2.0, lower_is_better=False, identical_tokens=identical)
+               "tokens/s", target=2.0, lower_is_better=False, identical_tokens=identical,
+               ours_ops_per_token=round(ops["ours"], 1), peer_ops_per_token=round(ops["hf"], 1))
 
 
 def run(quick: bool = False) -> list[dict]:

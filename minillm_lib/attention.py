@@ -128,8 +128,8 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer_idx, k, v)  # (B, Hkv, S, D), S = past + T
-            # Under autocast q may be bf16 while the cache is float32: attention needs one dtype.
-            k, v = k.to(q.dtype), v.to(q.dtype)
+            if k.dtype != q.dtype:  # under autocast q may be bf16, the cache float32
+                k, v = k.to(q.dtype), v.to(q.dtype)
 
         if self.explicit:
             y = self._explicit_attention(q, k, v)
