@@ -4,10 +4,17 @@
     python scripts/nbtools.py check   # exit 1 and say why if a notebook is out of line
 
 The repository URL lives in one place, ``_config.yml``; the set-up cell is generated from it.
+
+It also keeps the *execution stamps*: when the book build executes a chapter without an error,
+it records (``book/_ext/minillm_book.py``) a fingerprint of everything the run depended on (the
+notebook, the library, the requirements) and of the executed copy it wrote. ``make test`` then
+checks that executed copy instead of running the chapter a second time (notebooks/conftest.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -75,6 +82,59 @@ def sync(path: Path) -> None:
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     nbformat.validator.normalize(nb)
     nbformat.write(nb, path)
+
+
+def inputs_fingerprint(path: Path) -> str:
+    """sha256 of what executing chapter ``path`` depends on: the notebook itself, every module
+    of the library, and the pinned requirements."""
+    digest = hashlib.sha256()
+    for f in [path, ROOT / "requirements.txt", ROOT / "pyproject.toml",
+              *sorted((ROOT / "minillm_lib").rglob("*.py"))]:
+        digest.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _stamp_file(executed: Path) -> Path:
+    return executed.with_suffix(".stamp.json")
+
+
+def write_stamp(path: Path, executed: Path) -> None:
+    """Record that ``executed`` is a clean run of chapter ``path`` with the current inputs."""
+    stamp = {"inputs": inputs_fingerprint(path), "executed": hashlib.sha256(executed.read_bytes()).hexdigest()}
+    _stamp_file(executed).write_text(json.dumps(stamp) + "\n")
+
+
+def remove_stamp(executed: Path) -> None:
+    _stamp_file(executed).unlink(missing_ok=True)
+
+
+def executed_by_book(path: Path, build_dir: Path = ROOT / "_build") -> Path | None:
+    """The book build's executed copy of chapter ``path``, if that build ran it without an error
+    and nothing it depends on has changed since; otherwise None."""
+    executed = build_dir / "jupyter_execute" / "notebooks" / path.name
+    stamp_file = _stamp_file(executed)
+    if not (executed.is_file() and stamp_file.is_file()):
+        return None
+    stamp = json.loads(stamp_file.read_text())
+    fresh = (stamp.get("inputs") == inputs_fingerprint(path)
+             and stamp.get("executed") == hashlib.sha256(executed.read_bytes()).hexdigest())
+    return executed if fresh else None
+
+
+def execution_problems(executed: Path) -> list[str]:
+    """What is wrong with an executed notebook: code cells that did not all run, in order, or
+    that raised. An empty list means it ran cleanly top to bottom."""
+    nb = nbformat.read(executed, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code" and cell.source.strip()]
+    found = []
+    counts = [cell.get("execution_count") for cell in code]
+    if counts != list(range(1, len(code) + 1)):
+        found.append(f"code cells did not all run, in order: execution counts {counts}")
+    for i, cell in enumerate(code):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append(f"code cell {i} raised {out.get('ename')}: {out.get('evalue')}")
+    return found
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,6 @@
 """The book's house rules, checked on every chapter notebook (no execution needed)."""
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -82,3 +83,45 @@ def test_chapter_checks_itself_against_the_library(path):
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "minillm_lib" in code
     assert re.search(r"assert_close|assert .*==", code), "no check against the library"
+
+
+def _executed_copy_of(path, tmp_path, run):
+    """A stand-in for the book build's executed copy of ``path``: its code cells run by ``run``."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
+    for count, cell in enumerate(code, start=1):
+        cell.execution_count, cell.outputs = run(count, cell)
+    executed = tmp_path / "jupyter_execute" / "notebooks" / path.name
+    executed.parent.mkdir(parents=True)
+    nbformat.write(nb, executed)
+    return executed
+
+
+def test_a_stamped_clean_run_is_recognised_and_any_change_voids_it(tmp_path):
+    path = NOTEBOOKS[0]
+    executed = _executed_copy_of(path, tmp_path, lambda count, cell: (count, []))
+    assert nbtools.executed_by_book(path, tmp_path) is None  # not stamped yet
+    nbtools.write_stamp(path, executed)
+    assert nbtools.executed_by_book(path, tmp_path) == executed
+    assert nbtools.execution_problems(executed) == []
+    stamp = executed.with_suffix(".stamp.json")
+    record = json.loads(stamp.read_text())
+    stamp.write_text(json.dumps({**record, "inputs": "0" * 64}))  # the library changed since
+    assert nbtools.executed_by_book(path, tmp_path) is None
+    stamp.write_text(json.dumps(record))
+    executed.write_text(executed.read_text().replace('"execution_count": 1', '"execution_count": 7'))
+    assert nbtools.executed_by_book(path, tmp_path) is None  # the copy changed after stamping
+    nbtools.remove_stamp(executed)
+    assert not stamp.exists()
+
+
+def test_execution_problems_names_failed_and_skipped_cells(tmp_path):
+    def run(count, cell):
+        if count == 2:
+            return count, [nbformat.v4.new_output("error", ename="ValueError", evalue="bad lr -1",
+                                                  traceback=[])]
+        return (None, []) if count == 3 else (count, [])
+
+    found = nbtools.execution_problems(_executed_copy_of(NOTEBOOKS[0], tmp_path, run))
+    assert any("did not all run" in problem for problem in found)
+    assert any("code cell 1 raised ValueError: bad lr -1" in problem for problem in found)

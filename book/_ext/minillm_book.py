@@ -6,12 +6,21 @@
 - The pydata theme logs an error on a first visit unless ``default_mode`` is set.
 - The ipywidgets HTML manager calls MathJax 2's ``MathJax.Hub.Queue``; the book loads
   MathJax 3. ``_static/mathjax_hub_shim.js`` (loaded before MathJax) bridges the two.
+
+And one service to the tests: after a chapter executes without an error, it stamps the executed
+copy (``scripts/nbtools.py``), so ``make test`` need not execute it a second time.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import nbtools  # noqa: E402
 
 _CONST = re.compile(r"\bconst\s+(\w+)\s*=")
 
@@ -28,6 +37,18 @@ def _drop_redeclaring_scripts(app, pagename, templatename, context: dict[str, An
     context["script_files"] = kept
 
 
+def _stamp_executed_chapter(app, doctree) -> None:
+    docname = app.env.docname
+    if not docname.startswith("notebooks/"):
+        return
+    executed = Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
+    exec_data = getattr(app.env, "nb_metadata", {}).get(docname, {}).get("exec_data")
+    if exec_data and exec_data["succeeded"] and executed.is_file():
+        nbtools.write_stamp(ROOT / f"{docname}.ipynb", executed)
+    else:
+        nbtools.remove_stamp(executed)
+
+
 def _set_default_mode(app, config) -> None:
     config.html_context.setdefault("default_mode", "auto")
 
@@ -37,4 +58,5 @@ def setup(app) -> dict[str, Any]:
     # priority 1: a plain script that runs before the deferred MathJax and widget scripts
     app.add_js_file("mathjax_hub_shim.js", priority=1)
     app.connect("html-page-context", _drop_redeclaring_scripts, priority=900)
+    app.connect("doctree-read", _stamp_executed_chapter)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
