@@ -4,8 +4,9 @@ nbval executes every chapter again in a fresh kernel. But ``make`` has just buil
 the build executes every chapter too (and stamps the ones that ran cleanly, see
 ``scripts/nbtools.py``). A chapter whose stamp is current (same notebook, same library, same
 requirements) is checked from the build's executed copy instead: every code cell ran, in
-order, and none raised (``nbtools.execution_problems``). Any other chapter, or every chapter with ``MINILLM_RERUN_NOTEBOOKS=1``,
-runs under nbval as before. This halves the time ``make && make test`` spends on notebooks.
+order, and none raised (``nbtools.execution_problems``). Any other chapter, or every chapter
+with ``MINILLM_RERUN_NOTEBOOKS=1``, runs under nbval as before. After ``make``, this spares
+``make test`` a second execution of every chapter.
 """
 
 from __future__ import annotations

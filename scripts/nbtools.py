@@ -98,9 +98,13 @@ def _stamp_file(executed: Path) -> Path:
     return executed.with_suffix(".stamp.json")
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def write_stamp(path: Path, executed: Path) -> None:
     """Record that ``executed`` is a clean run of chapter ``path`` with the current inputs."""
-    stamp = {"inputs": inputs_fingerprint(path), "executed": hashlib.sha256(executed.read_bytes()).hexdigest()}
+    stamp = {"inputs": inputs_fingerprint(path), "executed": _sha256(executed)}
     _stamp_file(executed).write_text(json.dumps(stamp) + "\n")
 
 
@@ -117,7 +121,7 @@ def executed_by_book(path: Path, build_dir: Path = ROOT / "_build") -> Path | No
         return None
     stamp = json.loads(stamp_file.read_text())
     fresh = (stamp.get("inputs") == inputs_fingerprint(path)
-             and stamp.get("executed") == hashlib.sha256(executed.read_bytes()).hexdigest())
+             and stamp.get("executed") == _sha256(executed))
     return executed if fresh else None
 
 
