@@ -32,14 +32,20 @@ book: setup
 	$(PY) scripts/vendor_js.py
 	.venv/bin/jupyter-book build -W -n --keep-going .
 
-test: setup
+test: setup lint
 	$(PY) -m pytest
 
 bench: setup
 	$(PY) -m benchmarks
 
-lint: setup
-	$(PY) -m ruff check minillm_lib tests benchmarks
+# Python with ruff; the explorers' JavaScript (minillm_lib/viz/static) with ESLint from npm.
+lint: setup scripts/js/node_modules/.installed
+	$(PY) -m ruff check minillm_lib tests benchmarks scripts
+	scripts/js/node_modules/.bin/eslint --config scripts/js/eslint.config.mjs minillm_lib/viz/static
+
+scripts/js/node_modules/.installed: scripts/js/package.json scripts/js/package-lock.json
+	npm ci --prefix scripts/js --no-audit --no-fund --silent
+	touch $@
 
 clean:
 	rm -rf _build .cache

@@ -21,8 +21,9 @@ import torch
 
 from benchmarks._timing import alternate, command_line, row, run_quietly
 from benchmarks.bench_model import VOCAB, hf_baby
+from minillm_lib.interop import from_hf
 from minillm_lib.model import GPT
-from minillm_lib.train import configure_optimizer
+from minillm_lib.training import configure_optimizer
 
 BATCH, BLOCK = 12, 64
 
@@ -56,7 +57,7 @@ def training_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, xy: 
 
 def models() -> tuple[GPT, torch.optim.Optimizer, torch.nn.Module, torch.optim.Optimizer]:
     hf = hf_baby(BLOCK).train()
-    ours = GPT.from_hf(hf).train()
+    ours = from_hf(hf).train()
     hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
     return ours, configure_optimizer(ours, lr=1e-3, betas=(0.9, 0.99)), hf, hf_opt
 

@@ -25,9 +25,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from benchmarks._timing import alternate, command_line, row, run_quietly
-from minillm_lib.generate import generate
-from minillm_lib.model import GPT
-from minillm_lib.train import configure_optimizer
+from minillm_lib.interop import from_hf
+from minillm_lib.sampling import generate
+from minillm_lib.training import configure_optimizer
 
 VOCAB = 65  # Tiny Shakespeare's characters
 MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
@@ -72,7 +72,7 @@ def bench_train_step(quick: bool) -> dict:
     steps = 6 if quick else 60
     batch, block = 12, 64
     hf = hf_baby(block).train()
-    ours = GPT.from_hf(hf).train()
+    ours = from_hf(hf).train()
     hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
     our_opt = configure_optimizer(ours, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99))
     g = torch.Generator().manual_seed(0)
@@ -118,7 +118,7 @@ def bench_train_step(quick: bool) -> dict:
 def bench_generation(quick: bool) -> dict:
     new_tokens = 50 if quick else 500
     hf = hf_baby(1024).eval()
-    ours = GPT.from_hf(copy.deepcopy(hf)).eval()
+    ours = from_hf(copy.deepcopy(hf)).eval()
     prompt = torch.tensor([[1, 2, 3]])
     out = {}
 

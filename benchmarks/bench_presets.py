@@ -21,7 +21,7 @@ from minillm_lib.config import GPTConfig
 from minillm_lib.data import get_batch, load_corpus, train_val_split
 from minillm_lib.model import GPT
 from minillm_lib.tokenizers import CharTokenizer
-from minillm_lib.train import TrainConfig, configure_optimizer, evaluate, train
+from minillm_lib.training import TrainConfig, configure_optimizer, evaluate, train
 
 BUDGET_S = 100.0
 LLAMA = dict(pos_encoding="rope", norm="rmsnorm", mlp="swiglu")

@@ -29,7 +29,7 @@ from minillm_lib.config import GPTConfig
 from minillm_lib.data import load_corpus, train_val_split
 from minillm_lib.model import GPT
 from minillm_lib.tokenizers import CharTokenizer
-from minillm_lib.train import TrainConfig, train
+from minillm_lib.training import TrainConfig, train
 
 NANOGPT_BABY_VAL = 1.8857  # nanoGPT's README: baby GPT, 2000 iterations, CPU
 STRETCH = 1.60

@@ -1,4 +1,13 @@
-"""Causal self-attention (multi-head, grouped-query, multi-query) and the KV cache.
+"""Causal self-attention (chapters 4-5: multi-head, grouped-query, multi-query) and the KV
+cache (chapter 10).
+
+The KV cache has three pieces, one per file, that work together:
+
+- ``KVCache`` (here): the buffers, one (B, Hkv, capacity, D) pair per layer;
+- ``CausalSelfAttention.forward`` (here): writes the new tokens' keys/values into the cache
+  and attends over everything cached so far;
+- ``GPT.new_kv_cache`` and ``GPT.forward(..., kv_cache=)`` (``model.py``): size the cache and
+  place new tokens after the cached ones; ``sampling.generate`` drives the loop.
 
 Shapes: B = batch, T = new tokens, S = all tokens attended to (past + new), C = n_embd,
 H = n_head query heads, Hkv = n_kv_head key/value heads, D = head_dim = C // H.
@@ -13,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import GPTConfig
-from .layers import apply_rope
+from .positions import apply_rope
 
 
 class KVCache:
@@ -22,7 +31,8 @@ class KVCache:
     Buffers are allocated up front, one (B, Hkv, capacity, D) pair per layer, and new
     entries are written in place: no concatenation (and no reallocation) per step.
     The model writes every layer at positions [seq_len, seq_len + T), then calls
-    ``advance(T)``.
+    ``advance(T)``. Made by ``GPT.new_kv_cache``, filled by ``CausalSelfAttention.forward``,
+    driven token by token by ``sampling.generate``.
     """
 
     def __init__(

@@ -1,8 +1,7 @@
-"""Saving and loading, safely: atomic file writes, and models as safetensors + JSON.
+"""Saving and loading models and training runs, safely, as safetensors + JSON (chapter 8).
 
-Every save in the library goes through ``atomic_write``: the data is written to a
-temporary file next to the target, flushed to disk, then renamed over the target in
-one step (``os.replace``). A crash or an exception halfway leaves the old file intact.
+Every file is written with ``files.atomic_write``: a crash or an exception halfway leaves
+the old file intact.
 
 No pickle anywhere: tensors go to safetensors, everything else to JSON, so loading a
 checkpoint cannot run code.
@@ -10,13 +9,9 @@ checkpoint cannot run code.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -24,63 +19,12 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from .config import GPTConfig
+from .files import atomic_write_bytes, atomic_write_json, read_json
 from .model import GPT
 
 MODEL_FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-
-# ---------------------------------------------------------------- atomic writes
-
-
-@contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file for writing that replaces ``path`` only if the block succeeds.
-
-        with atomic_write("notes.txt", "w") as f:
-            f.write("all or nothing")
-
-    mode: "wb" (bytes) or "w" (UTF-8 text). The parent directory must exist.
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    path = Path(path)
-    # Same directory as the target, so the final rename never crosses file systems.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; give the usual permissions of a saved file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_write(path, "wb") as f:
-        f.write(data)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file; FileNotFoundError / ValueError name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"file not found: {str(path)!r}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON (corrupted?): {err}") from err
 
 
 def read_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
-"""The ``minillm`` command: train, sample, evaluate and export models from a terminal.
+"""The ``minillm`` command (chapter 16): train, sample, evaluate and export models from a
+terminal.
 
     python -m minillm_lib train --data shakespeare --preset baby --out runs/baby
     python -m minillm_lib sample runs/baby --prompt "ROMEO:" --temperature 0.8 --top-k 40
@@ -24,25 +25,28 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import TRAIN_STATE_FILE, has_training_checkpoint, read_json
-from .config import PRESETS, GPTConfig
+from .checkpoint import TRAIN_STATE_FILE, has_training_checkpoint, load_model
+from .config import PRESETS, TRAIN_PRESETS, GPTConfig
 from .data import load_corpus, train_val_split
-from .generate import stream
-from .interop import to_hf_tokenizer
+from .files import read_json
+from .interop import to_hf, to_hf_tokenizer
 from .model import GPT
+from .sampling import stream
 from .tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
-from .train import TRAIN_PRESETS, NonFiniteLossError, TrainConfig, evaluate, resolve_device, train
+from .training import NonFiniteLossError, TrainConfig, evaluate, resolve_device, train
 
 TOKENIZER_FILE = "tokenizer.json"
 
-# Command-line flag -> GPTConfig field; None (not given) keeps the preset's value.
-MODEL_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
-# Command-line flag -> TrainConfig field; None keeps the preset's training recipe
+# Flags of `train` that set a GPTConfig field (name: type); not given (None) keeps the
+# preset's value.
+MODEL_FLAGS = {"n_layer": int, "n_head": int, "n_embd": int, "block_size": int, "dropout": float}
+# Flags that set a TrainConfig field; not given keeps the preset's training recipe
 # (TRAIN_PRESETS, else TrainConfig's default) or, when a run continues, the value it was
-# trained with.
-TRAIN_FLAGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "lr_decay_iters",
-               "weight_decay", "grad_clip", "grad_accum_steps", "eval_interval", "ckpt_interval",
-               "seed", "device", "dtype")
+# trained with. --device and --dtype are added with their own help.
+TRAIN_FLAGS = {"batch_size": int, "max_iters": int, "lr": float, "min_lr": float,
+               "warmup_iters": int, "lr_decay_iters": int, "weight_decay": float,
+               "grad_clip": float, "grad_accum_steps": int, "eval_interval": int,
+               "ckpt_interval": int, "seed": int, "device": str, "dtype": str}
 
 
 class UsageError(Exception):
@@ -89,7 +93,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise UsageError(f"{args.out!r} already holds a run; its model shape is fixed, so drop "
                              f"{' '.join(given)} (or train into a new --out folder)")
         tokenizer = load_tokenizer(out / TOKENIZER_FILE)
-        model = GPT.load(out)  # the weights are then replaced by the checkpoint's
+        model = load_model(out)  # the weights are then replaced by the checkpoint's
     else:
         tokenizer = _build_tokenizer(args, text)
         overrides = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name) is not None}
@@ -104,12 +108,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_ids, val_ids = train_val_split(ids)
     # A continued run keeps its settings; flags given now (say a larger --max-iters) win.
     # A new run starts from the preset's training recipe (TRAIN_PRESETS), if it has one.
+    given = {name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None}
+    given.update(compile=args.compile, out_dir=str(out))
     if resume:
-        settings = read_json(out / TRAIN_STATE_FILE)["train_config"]
+        cfg = TrainConfig(**{**read_json(out / TRAIN_STATE_FILE)["train_config"], **given})
     else:
-        settings = dict(TRAIN_PRESETS.get(args.preset, {}))
-    settings.update({name: getattr(args, name) for name in TRAIN_FLAGS if getattr(args, name) is not None})
-    cfg = TrainConfig(**{**settings, "compile": args.compile, "out_dir": str(out)})
+        cfg = TrainConfig.from_preset(args.preset, **given)
     if is_main:
         print(f"{'resuming' if resume else 'training'} {model.num_params():,} parameters on "
               f"{len(train_ids):,} tokens of {args.data!r} into {str(out)!r}", file=sys.stderr)
@@ -141,7 +145,7 @@ def _print_as_it_comes(tokenizer: CharTokenizer | BPETokenizer, ids: Iterable[in
 def cmd_sample(args: argparse.Namespace) -> None:
     folder = _run_folder(args.run)
     device = resolve_device(args.device)
-    model = GPT.load(folder, device=device)
+    model = load_model(folder, device=device)
     tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
     prompt_ids = tokenizer.encode(args.prompt)  # ValueError for characters it never saw
     if not prompt_ids:
@@ -165,7 +169,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     folder = _run_folder(args.run)
     device = resolve_device(args.device)
-    model = GPT.load(folder, device=device)
+    model = load_model(folder, device=device)
     tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
     text = _read_corpus(args.data)
     if args.split == "val":
@@ -179,8 +183,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     folder = _run_folder(args.run)
-    model = GPT.load(folder)
-    hf_model = model.to_hf()  # ValueError if no transformers class fits the config
+    hf_model = to_hf(load_model(folder))  # ValueError if no transformers class fits the config
     # Convert both before writing either, so a failure leaves no half-exported folder.
     hf_tokenizer = to_hf_tokenizer(load_tokenizer(folder / TOKENIZER_FILE))
     hf_model.save_pretrained(args.out)
@@ -203,13 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=int, default=512, help="BPE vocabulary size")
     p.add_argument("--preset", default="baby", help=f"model preset: {', '.join(sorted(PRESETS))} "
                    f"(with its training recipe: {', '.join(sorted(TRAIN_PRESETS))})")
-    for name, kind in (("n_layer", int), ("n_head", int), ("n_embd", int), ("block_size", int), ("dropout", float)):
+    for name, kind in MODEL_FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, help="override the preset")
-    for name, kind in (("batch_size", int), ("max_iters", int), ("lr", float), ("min_lr", float),
-                       ("warmup_iters", int), ("lr_decay_iters", int), ("weight_decay", float),
-                       ("grad_clip", float), ("grad_accum_steps", int), ("eval_interval", int),
-                       ("ckpt_interval", int), ("seed", int)):
-        p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"TrainConfig.{name}")
+    for name, kind in TRAIN_FLAGS.items():
+        if name not in ("device", "dtype"):
+            p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"TrainConfig.{name}")
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
     p.add_argument("--dtype", choices=["float32", "bfloat16"])
     p.add_argument("--compile", action="store_true", help="torch.compile the model")

@@ -1,4 +1,5 @@
-"""GPTConfig: every number and choice that defines a model's shape, in one dataclass.
+"""GPTConfig and the presets: every number that defines a model, and named recipes
+(chapter 7 for the model, chapter 8 for the training recipes).
 
 A config is validated when it is built, so a bad combination (say 7 heads for a width
 of 128) fails here with a message naming the field, not later inside a matmul.
@@ -6,6 +7,9 @@ of 128) fails here with a message naming the field, not later inside a matmul.
 Named starting points live in ``PRESETS`` as plain dicts you can read and copy::
 
     cfg = GPTConfig.from_preset("baby", vocab_size=tokenizer.vocab_size)
+
+Beside each model preset, ``TRAIN_PRESETS`` holds its training recipe (the TrainConfig fields
+that differ from the defaults): ``training.TrainConfig.from_preset("cpu-5min")``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
+
+from ._checks import is_int, is_number
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
@@ -61,6 +67,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Training recipes for the model presets above that have one of their own: plain dicts of the
+# training.TrainConfig fields that differ from its defaults (nanoGPT's baby recipe).
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "baby": {},
+    # About 5 minutes on 2 CPU threads (~50 ms a step): twice nanoGPT's peak learning rate,
+    # three times its steps, nanoGPT's 100 warm-up steps (with 300 it reached nanoGPT's baby
+    # loss, 1.8857, later: benchmarks/bench_quality.py).
+    "cpu-5min": dict(batch_size=12, max_iters=6000, lr=2e-3, min_lr=2e-4, warmup_iters=100),
+}
+
+
 def swiglu_hidden(n_embd: int, multiple_of: int = 8) -> int:
     """Default SwiGLU width: 2/3 of 4*n_embd (same parameter count as a 4x GELU MLP,
     because SwiGLU has three matrices instead of two), rounded up to a multiple of 8
@@ -105,13 +122,13 @@ class GPTConfig:
     def _validate(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "n_embd", "mlp_hidden"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            if not is_int(value, 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         for name in ("rope_theta", "norm_eps"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            if not is_number(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+        if not is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         for name in ("bias", "tie_weights"):
             if not isinstance(getattr(self, name), bool):

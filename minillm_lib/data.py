@@ -1,4 +1,4 @@
-"""Text corpora, train/validation splits and language-modelling batches.
+"""Text corpora, train/validation splits and language-modelling batches (chapters 1, 2, 8).
 
 The road the data takes through the course::
 
@@ -29,10 +29,13 @@ from pathlib import Path
 
 import torch
 
+from .files import atomic_write_bytes
+
 TINY_SHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
 
 class CorpusError(OSError):
     """A corpus cannot be loaded (missing package, unreadable file, no network)."""
@@ -89,9 +92,7 @@ def _load_tiny_shakespeare() -> str:
                 f"downloaded Tiny Shakespeare has sha256 {digest}, expected "
                 f"{TINY_SHAKESPEARE_SHA256}; not caching it"
             )
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)  # atomic: a half-written file never looks like a cached corpus
+        atomic_write_bytes(path, payload)  # a half-written file never looks like a cached corpus
     return path.read_text(encoding="utf-8")
 
 

@@ -1,4 +1,5 @@
-"""Instruction tuning: from a model that continues text to one that answers (a little).
+"""Instruction tuning (chapter 13): from a model that continues text to one that answers
+(a little).
 
 The recipe of InstructGPT (Ouyang et al., 2022), at the size of a course model:
 
@@ -32,8 +33,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .generate import generate
+from ._checks import is_int, is_number
 from .model import GPT
+from .sampling import generate
 from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer
 
 USER = "<|user|>"
@@ -204,7 +206,7 @@ def sft_examples(
     Raises ValueError for no pairs, a bad block_size, a tokenizer without the chat tokens,
     text it cannot encode, or a prompt that leaves no room in the window for the reply.
     """
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+    if not is_int(block_size, 1):
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
     if len(pairs) == 0:
         raise ValueError("pairs is empty: need at least one (prompt, reply) pair")
@@ -300,7 +302,7 @@ def generate_reply(
     generator, ...).
     """
     ids = encode_chat(tokenizer, prompt)
-    device = next(model.parameters()).device
+    device = model.device
     idx = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
     end_id = tokenizer.special_tokens[END]
     out = generate(model, idx, max_new_tokens, eos_id=end_id, **sampling)  # (1, T + n)
@@ -345,7 +347,7 @@ def dpo_loss(
     log-probabilities (see ``sequence_logprobs``). beta > 0: how far the policy may move
     from the reference (small beta = far). Returns a scalar.
     """
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta > 0:
+    if not is_number(beta) or not beta > 0:
         raise ValueError(f"beta must be a number > 0, got {beta!r}")
     shapes = {tuple(t.shape) for t in (policy_chosen_logps, policy_rejected_logps,
                                        ref_chosen_logps, ref_rejected_logps)}

@@ -1,4 +1,5 @@
-"""Hugging Face interop: copy weights between our GPT and `transformers` models.
+"""Hugging Face interop (chapters 7, 14, 16): copy weights between our GPT and `transformers`
+models.
 
 Our layer names follow GPT-2, so GPT-2 maps one tensor at a time (its Conv1D layers
 store weights as (in, out), the transpose of nn.Linear's (out, in)). Llama maps too:
@@ -25,6 +26,7 @@ import regex
 import torch
 import torch.nn as nn
 
+from .checkpoint import load_model
 from .config import GPTConfig
 from .model import GPT
 from .tokenizers import BPETokenizer, CharTokenizer
@@ -275,14 +277,13 @@ def from_pretrained(name: str | os.PathLike, *, dtype: torch.dtype = torch.float
 
     name: a Hugging Face hub id ("gpt2", "gpt2-medium", "HuggingFaceTB/SmolLM2-135M", ...)
     or a local folder: either one saved by ``hf_model.save_pretrained(folder)`` or one
-    saved by ``GPT.save(folder)``. Hub ids need the network the first time (the download
+    saved by ``save_model(model, folder)``. Hub ids need the network the first time (the download
     is cached); offline and not cached raises PretrainedUnavailableError.
     """
     path = Path(name).expanduser()
     if path.is_dir():
         meta_file = path / "config.json"
         if meta_file.is_file() and "minillm_format_version" in json.loads(meta_file.read_text()):
-            from .checkpoint import load_model
             return load_model(path).to(dtype)
     elif str(name).startswith((".", "~")) or path.is_absolute():  # a path, not a hub id like "org/model"
         raise FileNotFoundError(f"no model folder at {str(name)!r}")

@@ -1,4 +1,5 @@
-"""LoRA: fine-tune a big model by training two small matrices per layer (Hu et al., 2022).
+"""LoRA: fine-tune a big model by training two small matrices per layer (chapter 11;
+Hu et al., 2022).
 
 A frozen linear layer computes y = x W^T + b with W of shape (out, in). LoRA learns a
 correction of low rank r instead of a new W:
@@ -30,17 +31,19 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save as safetensors_bytes
 
-from .checkpoint import atomic_write_bytes, read_safetensors
+from ._checks import is_int, is_number
+from .checkpoint import read_safetensors
+from .files import atomic_write_bytes
 
 DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")  # every Linear in the blocks; never lm_head
 
 
 def _check_lora_args(rank: int, alpha: float, dropout: float) -> None:
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+    if not is_int(rank, 1):
         raise ValueError(f"rank must be an integer >= 1, got {rank!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < math.inf:
+    if not is_number(alpha) or alpha <= 0:
         raise ValueError(f"alpha must be a finite number > 0, got {alpha!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+    if not is_number(dropout) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
 
 
@@ -107,8 +110,9 @@ class LoRALinear(nn.Module):
         return f"rank={self.rank}, alpha={self.alpha}, scaling={self.scaling:g}"
 
 
-def _owners(model: nn.Module) -> dict[int, list[str]]:
-    """id(parameter) -> the names of the modules that hold it directly (2+ = tied)."""
+def weight_owners(model: nn.Module) -> dict[int, list[str]]:
+    """id(parameter) -> the names of the modules that hold it directly (2+ = tied).
+    Quantization (chapter 12) uses it too, to leave tied layers alone."""
     owners: dict[int, list[str]] = {}
     for name, module in model.named_modules():
         for p in module.parameters(recurse=False):
@@ -116,7 +120,9 @@ def _owners(model: nn.Module) -> dict[int, list[str]]:
     return owners
 
 
-def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule called ``name`` ("transformer.h.0.attn.c_attn") is.
+    The layer swap of LoRA, and of quantization in chapter 12."""
     parent_name, _, child_name = name.rpartition(".")
     setattr(model.get_submodule(parent_name), child_name, new)
 
@@ -158,7 +164,7 @@ def apply_lora(
     if unknown:
         raise ValueError(f"LoRA targets {unknown} match no module of the model; "
                          f"its nn.Linear layers are named {linear_names}")
-    owners = _owners(model)
+    owners = weight_owners(model)
     for name in chosen:
         module = modules[name]
         if isinstance(module, LoRALinear):
@@ -172,7 +178,7 @@ def apply_lora(
 
     model.requires_grad_(False)  # everything frozen; the new A and B below are trainable
     for name in chosen:
-        _set_submodule(model, name, LoRALinear(modules[name], rank, alpha, dropout))
+        replace_module(model, name, LoRALinear(modules[name], rank, alpha, dropout))
     return chosen
 
 
@@ -189,7 +195,7 @@ def merge_lora(model: nn.Module) -> list[str]:
     if not layers:
         raise ValueError("the model has no LoRALinear layers to merge (call apply_lora first)")
     for name, layer in layers.items():
-        _set_submodule(model, name, layer.merge())
+        replace_module(model, name, layer.merge())
     return list(layers)
 
 

@@ -1,7 +1,12 @@
-"""GPT: a decoder-only transformer, from GPT-2 to Llama-style, in one readable module.
+"""GPT: a decoder-only transformer, from GPT-2 to Llama-style, in one readable module
+(``Block``: chapter 6; ``GPT``: chapter 7).
 
 Layer names follow GPT-2 (transformer.wte, transformer.h[i].attn.c_attn, ...), so
 checkpoints map onto Hugging Face's models one tensor at a time (see interop.py).
+
+This module imports only the layers below it (config, positions, layers, attention).
+Saving and loading live in ``checkpoint.py``, Hugging Face in ``interop.py`` and sampling in
+``sampling.py``; each of them imports this module, never the other way round.
 
 Shapes: B = batch, T = sequence length, C = n_embd, V = vocab_size.
 """
@@ -9,7 +14,6 @@ Shapes: B = batch, T = sequence length, C = n_embd, V = vocab_size.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import torch
@@ -18,7 +22,8 @@ import torch.nn.functional as F
 
 from .attention import CausalSelfAttention, KVCache
 from .config import GPTConfig
-from .layers import MLP, make_norm, rope_cos_sin, sinusoidal_positions
+from .layers import MLP, make_norm
+from .positions import rope_cos_sin, sinusoidal_positions
 
 
 class Block(nn.Module):
@@ -214,31 +219,15 @@ class GPT(nn.Module):
         attention = 12 * cfg.n_layer * cfg.n_head * cfg.head_dim * cfg.block_size
         return 6 * self.num_params(non_embedding=True) + attention
 
-    # Saving/loading and Hugging Face interop live in their own modules.
-    def save(self, directory: str | os.PathLike) -> None:
-        """Write model.safetensors + config.json into ``directory`` (atomically)."""
-        from .checkpoint import save_model
-        save_model(self, directory)
+    @property
+    def device(self) -> torch.device:
+        """The device the model's weights are on."""
+        return self.transformer.wte.weight.device
 
-    @classmethod
-    def load(cls, directory: str | os.PathLike, **kwargs: Any) -> GPT:
-        """Inverse of ``save``; see checkpoint.load_model."""
-        from .checkpoint import load_model
-        return load_model(directory, **kwargs)
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, **options: Any) -> torch.Tensor:
+        """Continue each prompt in idx (B, T) by up to ``max_new_tokens`` tokens: the same
+        as ``minillm_lib.generate(model, idx, max_new_tokens, **options)`` (options:
+        temperature, top_k, top_p, min_p, repetition_penalty, eos_id, generator, use_cache)."""
+        from .sampling import generate  # sampling builds on the model, not the other way round
 
-    @classmethod
-    def from_hf(cls, hf_model: nn.Module) -> GPT:
-        """Copy a transformers GPT2LMHeadModel or LlamaForCausalLM into a GPT."""
-        from .interop import from_hf
-        return from_hf(hf_model)
-
-    def to_hf(self) -> nn.Module:
-        """Export to a transformers GPT2LMHeadModel or LlamaForCausalLM."""
-        from .interop import to_hf
-        return to_hf(self)
-
-    @classmethod
-    def from_pretrained(cls, name: str | os.PathLike, **kwargs: Any) -> GPT:
-        """Load released weights ("gpt2", "HuggingFaceTB/SmolLM2-135M", or a local folder)."""
-        from .interop import from_pretrained
-        return from_pretrained(name, **kwargs)
+        return generate(self, idx, max_new_tokens, **options)

@@ -1,4 +1,4 @@
-"""Weight-only quantization from scratch: int8 per output channel, int4 per group.
+"""Weight-only quantization from scratch (chapter 12): int8 per output channel, int4 per group.
 
 A weight matrix W (out, in) in float32 costs 4 bytes a number. Quantization stores small
 integers q and a few float scales instead, and rebuilds W ~ (q - zero_point) * scale when
@@ -27,6 +27,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ._checks import is_int
+from .lora import replace_module, weight_owners
 
 INT8_MAX = 127     # symmetric int8 uses -127..127 (not -128, so that -q is always valid)
 INT4_SYM_MAX = 7   # symmetric int4 uses -7..7, stored with an offset of 8 as 1..15
@@ -91,7 +94,7 @@ def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
 
 
 def _check_group_size(in_features: int, group_size: int) -> None:
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
+    if not is_int(group_size, 1):
         raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
     if in_features % group_size != 0:
         raise ValueError(f"group_size {group_size} does not divide in_features {in_features}: "
@@ -153,7 +156,7 @@ def dequantize_int4(
 
 
 def _check_scheme(bits: int, group_size: int | None, symmetric: bool) -> None:
-    if bits not in BITS or isinstance(bits, bool):
+    if not is_int(bits) or bits not in BITS:
         raise ValueError(f"bits must be 4 or 8, got {bits!r}")
     if bits == 8 and group_size is not None:
         raise ValueError(f"int8 uses one scale per output channel: group_size applies to bits=4 "
@@ -236,12 +239,9 @@ def quantize_model(
     of every layer) before the first layer is replaced.
     """
     _check_scheme(bits, group_size, symmetric)
-    owners: dict[int, int] = {}  # id(parameter) -> number of modules holding it
-    for module in model.modules():
-        for p in module.parameters(recurse=False):
-            owners[id(p)] = owners.get(id(p), 0) + 1
+    owners = weight_owners(model)  # id(parameter) -> the modules holding it
     chosen = [name for name, m in model.named_modules()
-              if isinstance(m, nn.Linear) and (include_tied or owners[id(m.weight)] == 1)]
+              if isinstance(m, nn.Linear) and (include_tied or len(owners[id(m.weight)]) == 1)]
     if not chosen:
         raise ValueError("the model has no (untied) nn.Linear layers to quantize")
     if bits == 4:
@@ -251,9 +251,8 @@ def quantize_model(
             except ValueError as err:
                 raise ValueError(f"cannot quantize {name!r}: {err}") from None
     for name in chosen:
-        parent_name, _, child_name = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        setattr(parent, child_name, QuantizedLinear(getattr(parent, child_name), bits, group_size, symmetric))
+        linear = model.get_submodule(name)
+        replace_module(model, name, QuantizedLinear(linear, bits, group_size, symmetric))
     return chosen
 
 

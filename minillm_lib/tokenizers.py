@@ -1,4 +1,4 @@
-"""Tokenizers: turn text into a list of integer ids and back.
+"""Tokenizers (chapter 1): turn text into a list of integer ids and back.
 
 Two tokenizers, from the simplest to the one GPT-2/GPT-4 use:
 
@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import regex
+
+from ._checks import is_int
+from .files import atomic_write_text
 
 # Pre-tokenization: BPE never merges across the boundaries of these chunks, so a token cannot
 # glue the end of one word to the start of the next. Both are the regexes tiktoken ships
@@ -131,9 +134,7 @@ class Tokenizer:
 
     @cached_property
     def _special_regex(self) -> regex.Pattern:
-        # Longest first, so "<|end|>x" wins over its prefix "<|end|>" when both exist.
-        names = sorted(self.special_tokens, key=len, reverse=True)
-        return regex.compile("|".join(regex.escape(name) for name in names))
+        return special_token_regex(self.special_tokens)
 
     def _id_error(self, token_id: Any) -> ValueError:
         return ValueError(
@@ -146,9 +147,7 @@ class Tokenizer:
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer to ``path`` as JSON (``{"type": ..., ...}``)."""
         data = {"type": self.type_name, **self._to_dict()}
-        tmp = Path(f"{os.fspath(path)}.tmp")
-        tmp.write_text(_to_json(data), encoding="utf-8")
-        os.replace(tmp, path)  # atomic: a crash never leaves half a tokenizer file
+        atomic_write_text(path, _to_json(data))  # a crash never leaves half a tokenizer file
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
@@ -334,7 +333,7 @@ class BPETokenizer(Tokenizer):
         _check_text(text)
         if not text:
             raise ValueError("cannot train a BPETokenizer on empty text")
-        if not isinstance(vocab_size, int) or isinstance(vocab_size, bool):
+        if not is_int(vocab_size):
             raise TypeError(f"vocab_size must be an int, got {vocab_size!r}")
         names = _check_special_names(special_tokens)
         n_merges = vocab_size - 256 - len(names)
@@ -344,11 +343,8 @@ class BPETokenizer(Tokenizer):
                 f"byte) + {len(names)} special tokens = {256 + len(names)}"
             )
         chunk_regex = regex.compile(_resolve_pattern(pattern))
-        if names:
-            special_regex = regex.compile("|".join(regex.escape(name) for name in names))
-            pieces = special_regex.split(text)
-        else:
-            pieces = [text]
+        # Cut exactly where encode() will cut: the same regex, longest special token first.
+        pieces = special_token_regex(names).split(text) if names else [text]
         # Training only needs each distinct chunk once, with its number of occurrences.
         chunk_counts: Counter[str] = Counter()
         for piece in pieces:
@@ -551,6 +547,19 @@ def _merge_pair(ids: list[int], pair: Pair, new_id: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------
 # small helpers
 # ---------------------------------------------------------------------------------------------
+
+
+def special_token_regex(names: Iterable[str]) -> regex.Pattern:
+    """One regex that finds any of the special tokens ``names``, the longest first, so that
+    with both ``"<|end|>"`` and ``"<|end|>x"`` the text ``"<|end|>x"`` is one token, not
+    ``"<|end|>"`` + ``"x"``. Training and encoding cut the text with it, so both cut in the
+    same places.
+
+    >>> special_token_regex(["<|end|>", "<|end|>x"]).findall("a<|end|>xb<|end|>")
+    ['<|end|>x', '<|end|>']
+    """
+    ordered = sorted(names, key=len, reverse=True)
+    return regex.compile("|".join(regex.escape(name) for name in ordered))
 
 
 def _check_text(text: Any) -> None:

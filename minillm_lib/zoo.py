@@ -1,4 +1,5 @@
-"""Course models: trained once on your machine, deterministically, then loaded from a cache.
+"""Course models (chapters 4-16): trained once on your machine, deterministically, then
+loaded from a cache.
 
 Chapters that need a trained model (sampling, attention maps, fine-tuning) call::
 
@@ -26,11 +27,12 @@ from typing import Any
 import torch
 
 from . import data
-from .checkpoint import atomic_write_json
-from .config import GPTConfig
+from .checkpoint import load_model, save_model
+from .config import PRESETS, GPTConfig
+from .files import atomic_write_json
 from .model import GPT
 from .tokenizers import CharTokenizer, load_tokenizer
-from .train import TrainConfig, train
+from .training import TrainConfig, train
 
 try:
     import fcntl
@@ -46,8 +48,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "corpus": "shakespeare",
         "tokenizer": "char",
         "threads": 2,  # what Colab and small laptops have
-        "model": dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False,
-                      pos_encoding="learned", norm="layernorm", mlp="gelu", tie_weights=True),
+        "model": dict(PRESETS["baby"]),
         "train": dict(batch_size=12, max_iters=1500, lr=1e-3, min_lr=1e-4, warmup_iters=100,
                       weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=0,
                       eval_batch_size=64, seed=1337, device="cpu"),
@@ -96,7 +97,7 @@ def _train_recipe(recipe: dict[str, Any], folder: Path, progress: bool) -> tuple
     finally:
         torch.set_num_threads(threads)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder)
+    save_model(model, folder)
     tokenizer.save(folder / "tokenizer.json")
     atomic_write_json(folder / DONE_FILE, {
         "recipe": recipe,
@@ -145,7 +146,7 @@ def load_course_model(
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / f"{folder.name}.lock"):
         if (folder / DONE_FILE).is_file():
-            return GPT.load(folder).eval(), load_tokenizer(folder / "tokenizer.json")
+            return load_model(folder).eval(), load_tokenizer(folder / "tokenizer.json")
         if progress:
             print(f"Training the course model {name!r} once (cached in {str(folder)!r}).", file=sys.stderr)
         return _train_recipe(recipe, folder, progress)

@@ -5,7 +5,7 @@ import torch
 
 from minillm_lib.attention import CausalSelfAttention, KVCache, causal_mask
 from minillm_lib.config import GPTConfig
-from minillm_lib.layers import rope_cos_sin
+from minillm_lib.positions import rope_cos_sin
 
 
 @pytest.fixture(autouse=True)

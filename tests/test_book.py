@@ -1,8 +1,10 @@
 """The book's house rules, checked on every chapter notebook (no execution needed)."""
 
+import importlib
 import json
 import re
 import sys
+from functools import reduce
 from pathlib import Path
 
 import nbformat
@@ -125,3 +127,17 @@ def test_execution_problems_names_failed_and_skipped_cells(tmp_path):
     found = nbtools.execution_problems(_executed_copy_of(NOTEBOOKS[0], tmp_path, run))
     assert any("did not all run" in problem for problem in found)
     assert any("code cell 1 raised ValueError: bad lr -1" in problem for problem in found)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_summary_links_the_library_names_to_the_api_page(path):
+    """The d2l habit: a chapter's summary links the library names it built to the API page
+    (the build's nitpicky mode fails on a link whose target does not exist)."""
+    nb = nbformat.read(path, as_version=4)
+    summary = next(c.source for c in nb.cells if c.cell_type == "markdown" and "## Summary" in c.source)
+    summary = summary.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    links = re.findall(r"\{py:(?:func|class|meth)\}`[^`<]+<(minillm_lib\.[\w.]+)>`", summary)
+    assert "API reference <../book/api>" in summary and links
+    for target in links:
+        module, _, name = target.partition(".")[2].partition(".")
+        assert reduce(getattr, name.split("."), importlib.import_module(f"minillm_lib.{module}"))

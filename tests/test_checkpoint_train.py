@@ -14,7 +14,7 @@ from minillm_lib.checkpoint import (
 )
 from minillm_lib.config import GPTConfig
 from minillm_lib.model import GPT
-from minillm_lib.train import TrainConfig, configure_optimizer, train
+from minillm_lib.training import TrainConfig, configure_optimizer, train
 
 VOCAB = 20
 

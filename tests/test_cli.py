@@ -8,13 +8,13 @@ import sys
 import pytest
 import torch
 
+from minillm_lib.checkpoint import load_model
 from minillm_lib.cli import main
 from minillm_lib.config import PRESETS
 from minillm_lib.data import train_val_split
-from minillm_lib.generate import generate
-from minillm_lib.model import GPT
+from minillm_lib.sampling import generate
 from minillm_lib.tokenizers import load_tokenizer
-from minillm_lib.train import TrainConfig, evaluate
+from minillm_lib.training import TrainConfig, evaluate
 
 LINES = [
     "To be, or not to be, that is the question:",
@@ -55,7 +55,7 @@ def test_train_writes_a_run_folder(run):
     steps = [json.loads(line)["step"] for line in (folder / "train_log.jsonl").read_text().splitlines()
              if json.loads(line)["event"] == "step"]
     assert steps == [1, 2, 3, 4, 5, 6]
-    assert GPT.load(folder).config.n_layer == 1
+    assert load_model(folder).config.n_layer == 1
 
 
 def test_sample_streams_a_continuation_of_the_prompt(run):
@@ -77,7 +77,7 @@ def test_eval_reports_the_exact_validation_loss(run, corpus):
     reported = float(result.stdout.split("loss ")[1].split()[0])
     text = train_val_split(corpus.read_text(encoding="utf-8"))[1]
     ids = torch.tensor(load_tokenizer(folder / "tokenizer.json").encode(text))
-    assert reported == pytest.approx(evaluate(GPT.load(folder), ids, 64)["loss"], abs=1e-4)
+    assert reported == pytest.approx(evaluate(load_model(folder), ids, 64)["loss"], abs=1e-4)
     assert "bits/char" in result.stdout and "perplexity" in result.stdout
 
 
@@ -87,7 +87,7 @@ def test_export_loads_in_transformers_with_the_same_logits(run, tmp_path, capsys
     assert main(["export", str(folder), str(tmp_path / "hf")]) == 0  # in-process: one transformers import
     assert "AutoTokenizer.from_pretrained" in capsys.readouterr().out
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf").eval()
-    ours = GPT.load(folder).eval()
+    ours = load_model(folder).eval()
     idx = torch.randint(ours.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(hf(idx).logits, ours(idx)[0], rtol=1e-4, atol=1e-4)
@@ -114,7 +114,7 @@ def assert_exported_tokenizer_generates_like_ours(folder, hf_folder, prompt):
         assert hf_tok(text)["input_ids"] == tokenizer.encode(text)
         assert hf_tok.decode(tokenizer.encode(text)) == text
     hf = transformers.AutoModelForCausalLM.from_pretrained(hf_folder).eval()
-    ours = GPT.load(folder).eval()
+    ours = load_model(folder).eval()
     inputs = hf_tok(prompt, return_tensors="pt")
     n_new = ours.config.block_size - inputs["input_ids"].shape[1]  # fill the window, not more
     with torch.no_grad():
@@ -152,7 +152,7 @@ def test_a_preset_brings_its_training_recipe_and_flags_override_it(corpus, tmp_p
     recipe = TrainConfig.from_preset("cpu-5min")
     assert train_config["lr"] == recipe.lr and train_config["warmup_iters"] == recipe.warmup_iters
     assert train_config["max_iters"] == 2 and train_config["batch_size"] == 4  # the flags win
-    assert GPT.load(folder).config.pos_encoding == PRESETS["cpu-5min"]["pos_encoding"]
+    assert load_model(folder).config.pos_encoding == PRESETS["cpu-5min"]["pos_encoding"]
 
 
 def test_a_bpe_run_trains_and_samples(corpus, tmp_path, capsys):

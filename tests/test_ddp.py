@@ -13,9 +13,10 @@ import sys
 import pytest
 import torch
 
+from minillm_lib.checkpoint import load_model
 from minillm_lib.config import GPTConfig
 from minillm_lib.model import GPT
-from minillm_lib.train import TrainConfig, train
+from minillm_lib.training import TrainConfig, train
 
 VOCAB = 20
 DATA = torch.randint(VOCAB, (3000,), generator=torch.Generator().manual_seed(0))
@@ -59,7 +60,7 @@ def test_two_processes_take_the_same_steps_as_one(tmp_path):
     assert distributed["losses"] == pytest.approx(single.losses, rel=1e-5)
     assert distributed["val_loss"] == pytest.approx(single.evals[-1]["loss"], rel=1e-5)
     # Rank 0 saved the model; its weights are the single process's, up to rounding.
-    saved = GPT.load(tmp_path)
+    saved = load_model(tmp_path)
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(saved.state_dict()[name], tensor, rtol=1e-4, atol=1e-6)
     # Only rank 0 wrote the log: one line per step, not two.

@@ -5,11 +5,18 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from minillm_lib.checkpoint import save_model  # noqa: E402
 from minillm_lib.config import GPTConfig  # noqa: E402
 from minillm_lib.finetune import CHAT_SPECIAL_TOKENS, encode_chat, extend_tokenizer, format_chat  # noqa: E402
-from minillm_lib.interop import PretrainedUnavailableError, from_hf, to_hf_tokenizer  # noqa: E402
-from minillm_lib.layers import apply_rope, rope_cos_sin  # noqa: E402
+from minillm_lib.interop import (  # noqa: E402
+    PretrainedUnavailableError,
+    from_hf,
+    from_pretrained,
+    to_hf,
+    to_hf_tokenizer,
+)
 from minillm_lib.model import GPT  # noqa: E402
+from minillm_lib.positions import apply_rope, rope_cos_sin  # noqa: E402
 from minillm_lib.tokenizers import BPETokenizer, CharTokenizer  # noqa: E402
 
 ATOL = 1e-4
@@ -49,7 +56,7 @@ GPT2_SHAPES = [
 def test_gpt2_logits_match(shape):
     config = transformers.GPT2Config(vocab_size=97, n_positions=24, bos_token_id=None, eos_token_id=None, **shape)
     hf_model = randomise(transformers.GPT2LMHeadModel(config)).eval()
-    ours = GPT.from_hf(hf_model).eval()
+    ours = from_hf(hf_model).eval()
     assert ours.config.tie_weights == config.tie_word_embeddings
     idx = torch.randint(0, 97, (2, 24))
     assert max_diff(ours, hf_model, idx) < ATOL
@@ -76,7 +83,7 @@ def test_llama_logits_match(shape):
     config = transformers.LlamaConfig(vocab_size=101, intermediate_size=120, num_hidden_layers=2,
                                       max_position_embeddings=32, bos_token_id=None, eos_token_id=None, **shape)
     hf_model = randomise(transformers.LlamaForCausalLM(config)).eval()
-    ours = GPT.from_hf(hf_model).eval()
+    ours = from_hf(hf_model).eval()
     assert (ours.config.n_head, ours.config.n_kv_head) == (config.num_attention_heads, config.num_key_value_heads)
     idx = torch.randint(0, 101, (3, 32))
     assert max_diff(ours, hf_model, idx) < ATOL
@@ -89,7 +96,7 @@ def test_llama_logits_match(shape):
 @pytest.mark.parametrize("name", ["baby", "cpu-5min", "baby-llama", "gpt2-small-cpu"])
 def test_cpu_presets_export_to_transformers_with_the_same_logits(name):
     ours = GPT(GPTConfig.from_preset(name, vocab_size=84)).eval()
-    hf_model = ours.to_hf().eval()
+    hf_model = to_hf(ours).eval()
     idx = torch.randint(0, 84, (2, ours.config.block_size))
     assert max_diff(ours, hf_model, idx) < ATOL
 
@@ -99,7 +106,7 @@ def test_swapping_gate_and_up_would_be_caught():
     config = transformers.LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=40, num_hidden_layers=1,
                                       num_attention_heads=4, num_key_value_heads=2, bos_token_id=None, eos_token_id=None)
     hf_model = randomise(transformers.LlamaForCausalLM(config)).eval()
-    ours = GPT.from_hf(hf_model).eval()
+    ours = from_hf(hf_model).eval()
     with torch.no_grad():
         c_fc = ours.transformer.h[0].mlp.c_fc.weight
         c_fc.copy_(torch.cat(c_fc.chunk(2)[::-1]))
@@ -119,7 +126,7 @@ def test_to_hf_round_trip(overrides):
         for name, p in ours.named_parameters():
             if "ln" in name or name.endswith("bias"):
                 p.normal_(0.5, 0.1)
-    hf_model = ours.to_hf().eval()
+    hf_model = to_hf(ours).eval()
     expected = transformers.LlamaForCausalLM if ours.config.pos_encoding == "rope" else transformers.GPT2LMHeadModel
     assert type(hf_model) is expected
     idx = torch.randint(0, 60, (2, 16))
@@ -144,7 +151,7 @@ def test_to_hf_round_trip(overrides):
 def test_unrepresentable_configs_name_the_field(overrides, field):
     ours = GPT(GPTConfig(vocab_size=60, block_size=16, n_layer=1, n_head=4, n_embd=32, **overrides))
     with pytest.raises(ValueError, match=f"cannot export to Hugging Face .* needs {field}="):
-        ours.to_hf()
+        to_hf(ours)
 
 
 def test_num_params_matches_hf():
@@ -153,7 +160,7 @@ def test_num_params_matches_hf():
                                          tie_word_embeddings=tie, bos_token_id=None, eos_token_id=None)
         hf_model = transformers.GPT2LMHeadModel(config)
         hf_count = sum(p.numel() for p in hf_model.parameters())  # parameters() yields a tied matrix once
-        assert GPT.from_hf(hf_model).num_params() == hf_count
+        assert from_hf(hf_model).num_params() == hf_count
     with torch.device("meta"):  # shapes only, no memory or init time
         gpt2 = GPT(GPTConfig.from_preset("gpt2"))
     assert gpt2.num_params() == 124_439_808  # the famous "124M"
@@ -179,15 +186,15 @@ def test_from_pretrained_local_hf_folder_and_our_folder(tmp_path):
                                       bos_token_id=None, eos_token_id=None)
     hf_model = randomise(transformers.LlamaForCausalLM(config)).eval()
     hf_model.save_pretrained(tmp_path / "hf")
-    ours = GPT.from_pretrained(tmp_path / "hf")
+    ours = from_pretrained(tmp_path / "hf")
     idx = torch.randint(0, 50, (1, 16))
     assert max_diff(ours, hf_model, idx) < ATOL
-    ours.save(tmp_path / "ours")
-    again = GPT.from_pretrained(tmp_path / "ours")
+    save_model(ours, tmp_path / "ours")
+    again = from_pretrained(tmp_path / "ours")
     with torch.no_grad():
         assert torch.equal(again(idx)[0], ours(idx)[0])
     with pytest.raises(FileNotFoundError, match="no model folder"):
-        GPT.from_pretrained(tmp_path / "missing")
+        from_pretrained(tmp_path / "missing")
 
 
 def test_from_pretrained_offline_gives_a_clear_error(tmp_path, monkeypatch):
@@ -196,7 +203,7 @@ def test_from_pretrained_offline_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once at import
     with pytest.raises(PretrainedUnavailableError, match="needs the network once") as err:
-        GPT.from_pretrained("gpt2", cache_dir=tmp_path)  # an empty cache: surely not downloaded
+        from_pretrained("gpt2", cache_dir=tmp_path)  # an empty cache: surely not downloaded
     assert isinstance(err.value, OSError)
     assert "HF_HUB_OFFLINE=1" in str(err.value) and "local folder" in str(err.value)
 

@@ -13,7 +13,8 @@ from transformers.generation.logits_process import (  # noqa: E402
     TopPLogitsWarper,
 )
 
-from minillm_lib.generate import (  # noqa: E402
+from minillm_lib.interop import from_hf  # noqa: E402
+from minillm_lib.sampling import (  # noqa: E402
     generate,
     min_p_filter,
     repetition_penalty,
@@ -21,7 +22,6 @@ from minillm_lib.generate import (  # noqa: E402
     top_k_filter,
     top_p_filter,
 )
-from minillm_lib.model import GPT  # noqa: E402
 
 VOCAB = 96
 
@@ -40,7 +40,7 @@ def random_hf_gpt2(seed: int = 0) -> GPT2LMHeadModel:
 
 def test_greedy_100_tokens_match_transformers_token_for_token():
     hf = random_hf_gpt2()
-    ours = GPT.from_hf(hf).eval()
+    ours = from_hf(hf).eval()
     prompt = torch.tensor([[5, 17, 42, 8, 77, 3], [9, 9, 1, 60, 2, 11]])
     with torch.no_grad():
         expected = hf.generate(
@@ -54,7 +54,7 @@ def test_greedy_100_tokens_match_transformers_token_for_token():
 
 def test_greedy_with_repetition_penalty_matches_transformers():
     hf = random_hf_gpt2(seed=1)
-    ours = GPT.from_hf(hf).eval()
+    ours = from_hf(hf).eval()
     prompt = torch.tensor([[4, 8, 15, 16, 23, 42]])
     with torch.no_grad():
         expected = hf.generate(

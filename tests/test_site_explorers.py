@@ -20,11 +20,11 @@ from browsing import serve
 from minillm_lib import viz
 from minillm_lib.config import GPTConfig
 from minillm_lib.data import get_batch
-from minillm_lib.generate import temperature_scale, top_k_filter, top_p_filter
-from minillm_lib.layers import sinusoidal_positions
 from minillm_lib.model import GPT
+from minillm_lib.positions import sinusoidal_positions
+from minillm_lib.sampling import temperature_scale, top_k_filter, top_p_filter
 from minillm_lib.tokenizers import CharTokenizer
-from minillm_lib.train import TrainConfig, lr_at
+from minillm_lib.training import TrainConfig, lr_at
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer"
 PROMPTS = ["To be, or", "Whether 'tis\n"]

@@ -392,3 +392,16 @@ def test_bpe_encode_decode_bad_inputs(bpe):
         bpe.token_bytes(1_000_000)
     with pytest.raises(ValueError, match="'everything'"):
         bpe.encode("hello", allowed_special="everything")
+
+
+def test_training_and_encoding_cut_overlapping_special_tokens_alike():
+    # "<|end|>x" contains "<|end|>": both must be found longest first, when training as when
+    # encoding. Every "x" of this text belongs to "<|end|>x", so no merge may contain it.
+    specials = ["<|end|>", "<|end|>x"]
+    text = ("ab<|end|>xab<|end|>ab" * 40)
+    tok = BPETokenizer.train(text, vocab_size=256 + 2 + 1, special_tokens=specials)
+    assert tok.merges == [(ord("a"), ord("b"))]
+    ab, end, end_x = 256, tok.special_tokens["<|end|>"], tok.special_tokens["<|end|>x"]
+    assert tok.encode("ab<|end|>xab<|end|>", allowed_special="all") == [ab, end_x, ab, end]
+    more = BPETokenizer.train(text, vocab_size=256 + 2 + 2, special_tokens=specials)
+    assert all(ord("x") not in more.token_bytes(i) for i in range(256, 258))

@@ -15,11 +15,11 @@ import torch
 
 from minillm_lib import viz
 from minillm_lib.config import GPTConfig
-from minillm_lib.generate import generate
-from minillm_lib.layers import sinusoidal_positions
 from minillm_lib.model import GPT
-from minillm_lib.tokenizers import BPETokenizer, CharTokenizer
-from minillm_lib.train import TrainConfig
+from minillm_lib.positions import sinusoidal_positions
+from minillm_lib.sampling import generate
+from minillm_lib.tokenizers import CharTokenizer
+from minillm_lib.training import TrainConfig
 
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer"
 SMALL_GRID = dict(temperatures=(0.0, 0.7, 1.0), top_ks=(2, None), top_ps=(0.5, 1.0), n_new=6)
@@ -107,24 +107,6 @@ def test_sampling_grids_are_sorted_with_off_last(model, tok):
     assert data["temperatures"] == [0.0, 0.5, 1.0]
     assert data["top_ks"] == [1, 5, None]
     assert data["top_ps"] == [0.2, 1.0]
-
-
-def test_sampling_cut_vocabulary_keeps_exact_probabilities():
-    bpe = BPETokenizer.train(TEXT * 3, vocab_size=300)
-    model = tiny_model(bpe.vocab_size, seed=1)
-    data = viz.sampling_data(model, bpe, ["To be"], temperatures=(0.0, 0.5, 2.0), top_ks=(3, None),
-                             top_ps=(1.0,), n_new=2, max_logits=40)
-    item = data["prompts"][0]
-    assert len(item["ids"]) == len(item["logits"]) == 40 and len(item["lse"]) == 3
-    with torch.no_grad():
-        true = model(torch.tensor([bpe.encode("To be")]))[0][0, -1].double()
-    for t, lse in zip(data["temperatures"], item["lse"], strict=True):
-        if t == 0:
-            continue
-        shown = torch.tensor(item["logits"], dtype=torch.float64) / t - lse  # log-probs of the 40
-        torch.testing.assert_close(shown.exp(), (true / t).softmax(-1)[item["ids"]], rtol=3e-3, atol=1e-7)
-    with pytest.raises(ValueError, match="max_logits"):
-        viz.sampling_data(model, bpe, ["To"], top_ks=(50,), n_new=1, max_logits=40)
 
 
 @pytest.mark.parametrize("kwargs, match", [

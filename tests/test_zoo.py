@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from minillm_lib.data import load_corpus, train_val_split
-from minillm_lib.train import evaluate
+from minillm_lib.training import evaluate
 from minillm_lib.zoo import DONE_FILE, RECIPES, course_model_info, load_course_model, recipe_hash
 
 

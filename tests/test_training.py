@@ -8,13 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minillm_lib.checkpoint import load_training_checkpoint
-from minillm_lib.config import PRESETS, GPTConfig
+from minillm_lib.checkpoint import load_model, load_training_checkpoint
+from minillm_lib.config import PRESETS, TRAIN_PRESETS, GPTConfig
 from minillm_lib.data import get_batch
 from minillm_lib.model import GPT
 from minillm_lib.tokenizers import BPETokenizer, CharTokenizer
-from minillm_lib.train import (
-    TRAIN_PRESETS,
+from minillm_lib.training import (
     NonFiniteLossError,
     TrainConfig,
     configure_optimizer,
@@ -24,6 +23,7 @@ from minillm_lib.train import (
     measure_chars_per_token,
     resolve_device,
     train,
+    train_step,
 )
 
 VOCAB = 24
@@ -321,7 +321,7 @@ def test_out_dir_gets_a_model_a_checkpoint_and_a_json_lines_log(tmp_path):
     records = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["event"] == "step"] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in records if r["event"] == "eval"] == [0, 3, 6]
-    saved = GPT.load(tmp_path)
+    saved = load_model(tmp_path)
     for name, tensor in model.state_dict().items():
         assert torch.equal(saved.state_dict()[name], tensor), name
 
@@ -357,3 +357,41 @@ def test_an_infinite_weight_stops_training_and_keeps_the_last_good_checkpoint(tm
     assert [json.loads(r)["step"] for r in (tmp_path / "train_log.jsonl").read_text().splitlines()
             if json.loads(r)["event"] == "step"] == [1, 2, 3]
 
+
+
+# ---------------------------------------------------------------- one step
+
+
+def test_train_step_is_forward_backward_clip_and_update_by_hand():
+    data = token_data()
+    batches = [get_batch(data, 4, 16, generator=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    model, by_hand = tiny_model(), tiny_model()
+    optimizer = configure_optimizer(model, lr=1e-2)
+    loss, grad_norm = train_step(model, optimizer, batches, grad_clip=0.5)
+
+    reference = configure_optimizer(by_hand, lr=1e-2)
+    losses = []
+    for x, y in batches:
+        _, batch_loss = by_hand(x, y)
+        (batch_loss / 2).backward()
+        losses.append(batch_loss.item())
+    norm = torch.nn.utils.clip_grad_norm_(by_hand.parameters(), 0.5)
+    reference.step()
+    assert loss == pytest.approx(sum(losses) / 2) and grad_norm == pytest.approx(norm.item())
+    for p, q in zip(model.parameters(), by_hand.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+        assert p.grad is None  # zeroed for the next step
+
+
+def test_train_step_refuses_a_nan_loss_before_the_update():
+    model = tiny_model()
+    optimizer = configure_optimizer(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        model.lm_head.weight[0, 0] = float("nan")
+    before[0] = model.transformer.wte.weight.detach().clone()  # tied: the NaN is in wte too
+    x, y = get_batch(token_data(), 2, 16, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(NonFiniteLossError, match="at step 8"):
+        train_step(model, optimizer, [(x, y)], step=7)
+    for p, q in zip(model.parameters(), before, strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, equal_nan=True)  # not updated

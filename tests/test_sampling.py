@@ -1,4 +1,4 @@
-"""Tests for minillm_lib.generate: logit filters on hand-made distributions, generate, stream."""
+"""Tests for minillm_lib.sampling: logit filters on hand-made distributions, generate, stream."""
 
 import math
 
@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from minillm_lib.config import GPTConfig
-from minillm_lib.generate import (
+from minillm_lib.model import GPT
+from minillm_lib.sampling import (
+    SamplingOptions,
     generate,
     min_p_filter,
     repetition_penalty,
@@ -15,7 +17,6 @@ from minillm_lib.generate import (
     top_k_filter,
     top_p_filter,
 )
-from minillm_lib.model import GPT
 
 INF = float("inf")
 
@@ -306,3 +307,36 @@ def test_generate_applies_the_repetition_penalty_to_everything_seen_so_far():
             expected = repetition_penalty(logits[:, -1], out[:, :t], 3.0).argmax()
             assert out[0, t] == expected
     assert not torch.equal(out, generate(model, idx, 8, temperature=0))
+
+
+# ---------------------------------------------------------------- one set of options
+
+
+def test_gpt_generate_is_the_library_generate():
+    model = tiny_model()
+    idx = torch.tensor([[1, 2, 3]])
+    options = dict(temperature=0.9, top_k=5, top_p=0.8)
+    a = model.generate(idx, 12, generator=torch.Generator().manual_seed(4), **options)
+    b = generate(model, idx, 12, generator=torch.Generator().manual_seed(4), **options)
+    assert torch.equal(a, b) and a.shape == (1, 15)
+
+
+def test_generate_and_stream_take_the_same_options():
+    model = tiny_model()
+    idx = torch.tensor([[5, 6]])
+    options = dict(temperature=1.2, min_p=0.05, repetition_penalty=1.3)
+    streamed = list(stream(model, idx, 10, generator=torch.Generator().manual_seed(2), **options))
+    generated = generate(model, idx, 10, generator=torch.Generator().manual_seed(2), **options)
+    assert streamed == generated[0, 2:].tolist()
+
+
+@pytest.mark.parametrize("call", [generate, stream])
+def test_an_unknown_option_is_named(call):
+    with pytest.raises(ValueError, match=r"unknown sampling option\(s\) \['topk'\]"):
+        call(tiny_model(), torch.tensor([[1]]), 3, topk=5)
+
+
+def test_sampling_options_are_checked_once_when_built():
+    assert SamplingOptions().temperature == 1.0 and SamplingOptions().use_cache
+    with pytest.raises(ValueError, match="top_p must be in"):
+        SamplingOptions(top_p=1.5)

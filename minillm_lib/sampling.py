@@ -1,4 +1,5 @@
-"""Sampling text from a GPT: logit filters, ``generate`` and ``stream``.
+"""Sampling text from a GPT: logit filters, ``generate`` and ``stream`` (chapter 9; the KV
+cache that makes it fast: chapter 10).
 
 One decoding step turns the logits of the last position into the next token::
 
@@ -11,18 +12,28 @@ its probability after the softmax is exactly 0. Temperature 0 means greedy decod
 (always the most likely token).
 
 ``generate`` runs the model once on the prompt and then once per new token, feeding only
-that token and reusing the keys and values of the earlier ones from a KV cache.
+that token and reusing the keys and values of the earlier ones from a KV cache
+(``attention.KVCache``, made by ``GPT.new_kv_cache``).
+
+``generate``, ``stream`` and ``GPT.generate`` take the same keyword options, defined once
+in ``SamplingOptions``. This module never imports the model (it only calls it), so
+``model.py`` can offer ``GPT.generate`` without an import cycle.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from .model import GPT
+from ._checks import is_int
+
+if TYPE_CHECKING:  # for type hints only: at run time sampling never imports the model
+    from .model import GPT
 
 
 def _check_temperature(temperature: float) -> None:
@@ -31,7 +42,7 @@ def _check_temperature(temperature: float) -> None:
 
 
 def _check_top_k(top_k: int) -> None:
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+    if not is_int(top_k, 1):
         raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
 
 
@@ -123,8 +134,21 @@ def repetition_penalty(logits: torch.Tensor, previous: torch.Tensor, penalty: fl
 
 
 @dataclass(frozen=True)
-class _Sampling:
-    """The sampling options of one generate/stream call, checked once up front."""
+class SamplingOptions:
+    """The keyword options of ``generate``, ``stream`` and ``GPT.generate``, checked once.
+
+    Attributes:
+        temperature: 0 = greedy (argmax); otherwise logits are divided by it and sampled.
+        top_k: keep the k most likely tokens (None = off).
+        top_p: keep the smallest set of tokens whose mass reaches top_p (None = off).
+        min_p: keep tokens at least min_p times as likely as the top one (None = off).
+        repetition_penalty: > 1 makes tokens already in the text less likely (1 = off).
+        eos_id: a sequence stops at this token (kept in the output); finished sequences
+            are padded with it until all are done, and then generation stops.
+        generator: a torch.Generator on the model's device makes sampling reproducible.
+        use_cache: reuse keys/values of earlier tokens (KV cache). Once prompt + output
+            exceed block_size, every further step recomputes the last block_size tokens.
+    """
 
     temperature: float = 1.0
     top_k: int | None = None
@@ -132,6 +156,8 @@ class _Sampling:
     min_p: float | None = None
     repetition_penalty: float = 1.0
     eos_id: int | None = None
+    generator: torch.Generator | None = None
+    use_cache: bool = True
 
     def __post_init__(self) -> None:
         _check_temperature(self.temperature)
@@ -143,9 +169,16 @@ class _Sampling:
             _check_probability("min_p", self.min_p)
         _check_repetition_penalty(self.repetition_penalty)
 
-    def next_token(
-        self, logits: torch.Tensor, previous: torch.Tensor, generator: torch.Generator | None
-    ) -> torch.Tensor:
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> SamplingOptions:
+        """Options given as keyword arguments; an unknown name is a ValueError naming it."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(f"unknown sampling option(s) {unknown}; the options are {known}")
+        return cls(**options)
+
+    def next_token(self, logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
         """logits (B, V) of the last position, previous (B, t) ids -> next ids (B, 1)."""
         if self.repetition_penalty != 1:
             logits = repetition_penalty(logits, previous, self.repetition_penalty)
@@ -159,7 +192,7 @@ class _Sampling:
         if self.min_p is not None:
             logits = min_p_filter(logits, self.min_p)
         probs = F.softmax(logits.float(), dim=-1)  # (B, V)
-        return torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
+        return torch.multinomial(probs, num_samples=1, generator=self.generator)  # (B, 1)
 
 
 def _check_prompt(idx: torch.Tensor, max_new_tokens: int) -> None:
@@ -168,18 +201,13 @@ def _check_prompt(idx: torch.Tensor, max_new_tokens: int) -> None:
             f"idx must be a (B, T) tensor of token ids (dtype long, T >= 1), "
             f"got shape {tuple(idx.shape)} and dtype {idx.dtype}"
         )
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if not is_int(max_new_tokens, 0):
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
 
 
 @torch.inference_mode()
 def _decode(
-    model: GPT,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    sampling: _Sampling,
-    generator: torch.Generator | None,
-    use_cache: bool,
+    model: GPT, idx: torch.Tensor, max_new_tokens: int, sampling: SamplingOptions
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of every sequence, (B, 1), ``max_new_tokens`` times (fewer
     when every sequence has produced ``eos_id``; finished ones are padded with it)."""
@@ -197,7 +225,7 @@ def _decode(
     # Room for the prompt and the new tokens, at most block_size (the last new token is
     # never fed back, hence the - 1).
     capacity = min(block_size, context.size(1) + max_new_tokens - 1)
-    cache = model.new_kv_cache(B, capacity=max(capacity, 1)) if use_cache else None
+    cache = model.new_kv_cache(B, capacity=max(capacity, 1)) if sampling.use_cache else None
 
     was_training = model.training
     model.eval()  # no dropout while sampling
@@ -211,7 +239,7 @@ def _decode(
                 cache = None
                 context = tokens[:, max(0, n - block_size) : n]  # (B, <= block_size)
             logits, _ = model(context, kv_cache=cache)  # (B, t, V)
-            next_id = sampling.next_token(logits[:, -1, :], tokens[:, :n], generator)  # (B, 1)
+            next_id = sampling.next_token(logits[:, -1, :], tokens[:, :n])  # (B, 1)
             if sampling.eos_id is not None:
                 next_id = next_id.masked_fill(finished[:, None], sampling.eos_id)
                 finished |= next_id[:, 0] == sampling.eos_id
@@ -226,60 +254,29 @@ def _decode(
         model.train(was_training)
 
 
-def generate(
-    model: GPT,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    eos_id: int | None = None,
-    generator: torch.Generator | None = None,
-    use_cache: bool = True,
-) -> torch.Tensor:
+def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, **options: Any) -> torch.Tensor:
     """Continue each prompt in idx (B, T) by up to ``max_new_tokens`` tokens.
 
-    Args:
-        temperature: 0 = greedy (argmax); otherwise logits are divided by it and sampled.
-        top_k, top_p, min_p, repetition_penalty: the filters above (None / 1.0 = off).
-        eos_id: a sequence stops at this token (kept in the output); finished sequences
-            are padded with it until all are done, and then generation stops.
-        generator: a torch.Generator on the model's device makes sampling reproducible.
-        use_cache: reuse keys/values of earlier tokens (KV cache). Once prompt + output
-            exceed block_size, every further step recomputes the last block_size tokens.
+    Options (keyword arguments, see ``SamplingOptions``): temperature=1.0, top_k, top_p,
+    min_p, repetition_penalty=1.0, eos_id, generator, use_cache=True.
+
     Returns:
         (B, T + n) token ids, the prompt followed by n <= max_new_tokens new tokens.
 
     The model is put in eval mode while it samples (no dropout), then restored.
     """
+    sampling = SamplingOptions.from_kwargs(options)
     _check_prompt(idx, max_new_tokens)
-    sampling = _Sampling(temperature, top_k, top_p, min_p, repetition_penalty, eos_id)
-    new = list(_decode(model, idx, max_new_tokens, sampling, generator, use_cache))
+    new = list(_decode(model, idx, max_new_tokens, sampling))
     return torch.cat([idx, *new], dim=1)
 
 
-def stream(
-    model: GPT,
-    idx: torch.Tensor,
-    max_new_tokens: int,
-    *,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    repetition_penalty: float = 1.0,
-    eos_id: int | None = None,
-    generator: torch.Generator | None = None,
-    use_cache: bool = True,
-) -> Iterator[int]:
+def stream(model: GPT, idx: torch.Tensor, max_new_tokens: int, **options: Any) -> Iterator[int]:
     """Like ``generate`` for one prompt idx (1, T), but yield each new token id as soon as
-    it is sampled (``eos_id`` is yielded, then the stream ends)."""
+    it is sampled (``eos_id`` is yielded, then the stream ends). Same options."""
+    sampling = SamplingOptions.from_kwargs(options)
     _check_prompt(idx, max_new_tokens)
     if idx.size(0) != 1:
         raise ValueError(f"stream takes one prompt of shape (1, T), got shape {tuple(idx.shape)}")
-    sampling = _Sampling(temperature, top_k, top_p, min_p, repetition_penalty, eos_id)
     # Checked above, before the first token is asked for; the generator below is lazy.
-    return (int(next_id) for next_id in _decode(model, idx, max_new_tokens, sampling, generator, use_cache))
+    return (int(next_id) for next_id in _decode(model, idx, max_new_tokens, sampling))

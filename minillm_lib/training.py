@@ -1,12 +1,15 @@
-"""Training a GPT: AdamW with parameter groups, a warm-up + cosine schedule, the loop.
+"""Training a GPT (chapter 8; several processes: chapter 14): AdamW with parameter groups,
+a warm-up + cosine schedule, ``train_step`` and the loop ``train`` around it.
 
-One optimizer step, as the field does it::
+One optimizer step, as the field does it (``train_step``)::
 
-    lr = lr_at(step, cfg)                          # warm-up, then cosine decay to min_lr
     for each of grad_accum_steps micro-batches:    # a big batch in small pieces
         loss = model(x, y) / grad_accum_steps; loss.backward()
     clip the gradients to a global norm of grad_clip
     optimizer.step(); optimizer.zero_grad()
+
+``train`` wraps it: the learning rate of each step (``lr_at``), batches, evaluation,
+logging, checkpoints, resuming, DDP and ``torch.compile``.
 
 Every ``eval_interval`` steps the model is evaluated on the WHOLE validation split (the
 exact loss, not an estimate from a few random batches), shown also as perplexity and bits
@@ -38,8 +41,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import clip_grads_with_norm_, get_total_norm
 from tqdm.auto import tqdm
 
-from .checkpoint import has_training_checkpoint, load_training_checkpoint, save_training_checkpoint
-from .config import PRESETS
+from ._checks import is_int, is_number
+from .checkpoint import (
+    has_training_checkpoint,
+    load_training_checkpoint,
+    save_model,
+    save_training_checkpoint,
+)
+from .config import PRESETS, TRAIN_PRESETS
 from .data import get_batch, iter_eval_batches
 from .model import GPT
 from .tokenizers import Tokenizer
@@ -96,16 +105,16 @@ class TrainConfig:
         for name in positive + non_negative:
             value = getattr(self, name)
             low = 1 if name in positive else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_int(value, low):
                 rule = "a positive integer" if low else "an integer >= 0"
                 raise ValueError(f"TrainConfig.{name} must be {rule}, got {value!r}")
         for name in ("lr_decay_iters", "eval_batch_size", "ckpt_interval"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and not is_int(value, 1):
                 raise ValueError(f"TrainConfig.{name} must be a positive integer or None, got {value!r}")
         for name in ("lr", "min_lr", "weight_decay", "grad_clip"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            if not is_number(value) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
         if self.min_lr > self.lr:
             raise ValueError(f"TrainConfig.min_lr ({self.min_lr}) must not exceed TrainConfig.lr ({self.lr})")
@@ -126,22 +135,11 @@ class TrainConfig:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
-        """The training recipe that goes with model preset ``name`` (``TRAIN_PRESETS``; a
-        preset without one gets the defaults), with any field replaced by ``overrides``."""
+        """The training recipe that goes with model preset ``name`` (``config.TRAIN_PRESETS``;
+        a preset without one gets the defaults), with any field replaced by ``overrides``."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
         return cls(**{**TRAIN_PRESETS.get(name, {}), **overrides})
-
-
-# Training recipes for the model presets of config.PRESETS that have a recipe of their own.
-# Plain dicts of the TrainConfig fields that differ from the defaults (nanoGPT's baby recipe).
-TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "baby": {},
-    # About 5 minutes on 2 CPU threads (~50 ms a step): twice nanoGPT's peak learning rate,
-    # three times its steps, nanoGPT's 100 warm-up steps (with 300 it reached nanoGPT's baby
-    # loss, 1.8857, later: benchmarks/bench_quality.py).
-    "cpu-5min": dict(batch_size=12, max_iters=6000, lr=2e-3, min_lr=2e-4, warmup_iters=100),
-}
 
 
 # ---------------------------------------------------------------- optimizer and schedule
@@ -170,7 +168,7 @@ def decay_groups(model: nn.Module) -> tuple[dict[str, nn.Parameter], dict[str, n
 
 
 def configure_optimizer(
-    model: nn.Module,
+    model: GPT,
     *,
     lr: float = 1e-3,
     weight_decay: float = 0.1,
@@ -185,7 +183,7 @@ def configure_optimizer(
     instead of 5.4 ms with the default multi-tensor ("foreach") path.
     """
     if fused is None:
-        fused = next(model.parameters()).device.type in ("cpu", "cuda")
+        fused = model.device.type in ("cpu", "cuda")
     decay, no_decay = decay_groups(model)
     groups = [
         {"params": list(decay.values()), "weight_decay": weight_decay},
@@ -289,7 +287,7 @@ def evaluate(
     With ``world_size`` > 1 (inside a process group) each process takes every
     world_size-th batch and the sums are added up across processes.
     """
-    device = next(model.parameters()).device
+    device = model.device
     block_size = model.config.block_size
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, count)
     was_training = model.training
@@ -316,6 +314,58 @@ def evaluate(
     return result
 
 
+# ---------------------------------------------------------------- one step
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    grad_clip: float = 1.0,
+    dtype: str = "float32",
+    step: int = 0,
+) -> tuple[float, float]:
+    """One optimizer step on ``batches``: a list of (x, y) micro-batches, each (b, T).
+
+    The gradients of the micro-batches add up (each loss is divided by their number,
+    so the sum is the gradient of the mean loss); then one global gradient norm is
+    measured, the gradients are clipped to ``grad_clip`` (0 = off) and the optimizer
+    takes its step. ``model`` may be wrapped in DistributedDataParallel: gradients are
+    then averaged across processes once, after the last micro-batch. ``step`` (updates
+    done so far) only names the step in errors.
+    Returns (mean loss, gradient norm before clipping).
+
+    Raises NonFiniteLossError before the update if the loss or the gradient norm is
+    NaN or infinite: the weights stay as they were.
+    """
+    device = next(model.parameters()).device  # model may be a DDP or compiled wrapper
+    ddp = isinstance(model, DistributedDataParallel)
+    loss_sum = torch.zeros((), device=device)
+    for i, (x, y) in enumerate(batches):
+        last = i == len(batches) - 1
+        with nullcontext() if last or not ddp else model.no_sync():  # sync at the end
+            with autocast(device, dtype):
+                _, loss = model(x, y)
+            (loss / len(batches)).backward()  # backward() ADDS into p.grad
+        loss_sum += loss.detach()
+    if ddp:
+        dist.all_reduce(loss_sum)  # every process checks and reports the global loss
+    n_losses = len(batches) * (dist.get_world_size() if ddp else 1)
+    loss_value = loss_sum.item() / n_losses
+    if not math.isfinite(loss_value):
+        raise NonFiniteLossError(step + 1, "the training loss", loss_value)
+    params = [p for p in model.parameters() if p.grad is not None]
+    grad_norm = get_total_norm([p.grad for p in params])  # one norm for all gradients
+    if not torch.isfinite(grad_norm):
+        raise NonFiniteLossError(step + 1, "the gradient norm", grad_norm.item())
+    if grad_clip > 0:  # rescale all gradients together: keeps their direction
+        clip_grads_with_norm_(params, grad_clip, grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_value, grad_norm.item()
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -330,6 +380,29 @@ class TrainHistory:
     def losses(self) -> list[float]:
         """Training loss of every step, in order."""
         return [record["loss"] for record in self.steps]
+
+
+class _RunLog:
+    """Where the records of a run go: the history, train_log.jsonl and the callbacks
+    (the file and the callbacks on the main process only)."""
+
+    def __init__(self, history: TrainHistory, path: Path | None, append: bool, is_main: bool,
+                 on_step: Callable | None, on_eval: Callable | None) -> None:
+        self.history, self.is_main = history, is_main
+        self.callbacks = {"step": on_step, "eval": on_eval}
+        self.file = open(path, "a" if append else "w", encoding="utf-8") if path and is_main else None
+
+    def record(self, kind: str, info: dict[str, float]) -> None:
+        (self.history.steps if kind == "step" else self.history.evals).append(info)
+        if self.file is not None:
+            self.file.write(json.dumps({"event": kind, **info}) + "\n")
+            self.file.flush()
+        if self.is_main and self.callbacks[kind] is not None:
+            self.callbacks[kind](info)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 def train(
@@ -378,62 +451,60 @@ def train(
     out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else None
     ckpt_interval = cfg.ckpt_interval or cfg.eval_interval
     block_size = model.config.block_size
-    local_batch = cfg.batch_size // world_size
+    local = slice(rank * cfg.batch_size // world_size, (rank + 1) * cfg.batch_size // world_size)
     tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * block_size
     if chars_per_token is None and tokenizer is not None and val_data is not None:
         chars_per_token = measure_chars_per_token(tokenizer, val_data)  # once, not every eval
     history = TrainHistory()
-    log = None
+    log: _RunLog | None = None
     bar = tqdm(total=cfg.max_iters, disable=not (progress and is_main),
                desc="training", unit="step", dynamic_ncols=True)
 
-    def record(kind: str, info: dict[str, float], callback: Callable | None) -> None:
-        (history.steps if kind == "step" else history.evals).append(info)
-        if is_main:
-            if log is not None:
-                log.write(json.dumps({"event": kind, **info}) + "\n")
-                log.flush()
-            if callback is not None:
-                callback(info)
+    model.to(device)
+    optimizer = configure_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    # Batches come from their own generator, seeded alike in every process, so all
+    # processes draw the same global batch; the global generator drives dropout.
+    batch_rng = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + rank)
+    step = 0
+
+    def next_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """This process's slice of each of the step's grad_accum_steps global batches."""
+        batches = []
+        for _ in range(cfg.grad_accum_steps):
+            x, y = get_batch(train_data, cfg.batch_size, block_size, generator=batch_rng)
+            batches.append((x[local].to(device), y[local].to(device)))  # (B / world_size, T)
+        return batches
 
     def run_eval() -> None:
         if val_data is not None:
             result = evaluate(model, val_data, cfg.eval_batch_size or cfg.batch_size,
                               chars_per_token=chars_per_token, dtype=cfg.dtype,
                               rank=rank, world_size=world_size)
-            record("eval", {"step": step, **result}, on_eval)
+            log.record("eval", {"step": step, **result})
             bar.set_postfix_str(f"val loss {result['loss']:.4f}", refresh=False)
 
     def save() -> None:
         if is_main and out_dir is not None:
             save_training_checkpoint(out_dir, model, optimizer, step=step, batch_rng=batch_rng,
                                      train_config=cfg.to_dict())
-            model.save(out_dir)
+            save_model(model, out_dir)
 
     try:
-        model.to(device)
-        optimizer = configure_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-        # Batches come from their own generator, seeded alike in every process, so all
-        # processes draw the same global batch; the global generator drives dropout.
-        batch_rng = torch.Generator().manual_seed(cfg.seed)
-        torch.manual_seed(cfg.seed + rank)
-        step = 0
         if resume:
             step = load_training_checkpoint(out_dir, model, optimizer, batch_rng,
                                             restore_global_rng=world_size == 1)
             if world_size > 1:  # per-process dropout streams are not saved: start fresh ones
                 torch.manual_seed(cfg.seed + rank + step)
             bar.update(step)
-
-        train_model: nn.Module = model
-        if cfg.compile:
-            train_model = torch.compile(train_model)
+        train_model: nn.Module = torch.compile(model) if cfg.compile else model
         if world_size > 1:
             train_model = DistributedDataParallel(
                 train_model, device_ids=[device.index] if device.type == "cuda" else None)
         if is_main and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-            log = open(out_dir / TRAIN_LOG_FILE, "a" if resume else "w", encoding="utf-8")
+        log = _RunLog(history, out_dir / TRAIN_LOG_FILE if out_dir else None, resume, is_main,
+                      on_step, on_eval)
 
         model.train()
         if step == 0:
@@ -444,41 +515,15 @@ def train(
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum = torch.zeros((), device=device)
-            for micro in range(cfg.grad_accum_steps):
-                x, y = get_batch(train_data, cfg.batch_size, block_size, generator=batch_rng)
-                # This process's slice of the global batch.
-                x = x[rank * local_batch:(rank + 1) * local_batch].to(device)  # (B / world_size, T)
-                y = y[rank * local_batch:(rank + 1) * local_batch].to(device)
-                # Average gradients across processes only once, after the last micro-batch.
-                last = micro == cfg.grad_accum_steps - 1
-                sync = nullcontext() if last or world_size == 1 else train_model.no_sync()
-                with sync:
-                    with autocast(device, cfg.dtype):
-                        _, loss = train_model(x, y)
-                    # Summing gradients of loss / k over k micro-batches = the gradient of their mean.
-                    (loss / cfg.grad_accum_steps).backward()
-                loss_sum += loss.detach()
-            if world_size > 1:
-                dist.all_reduce(loss_sum)  # every process logs (and checks) the global loss
-            loss_value = loss_sum.item() / (cfg.grad_accum_steps * world_size)
-            if not math.isfinite(loss_value):
-                raise NonFiniteLossError(step + 1, "the training loss", loss_value)
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            grad_norm = get_total_norm(grads)  # one number for all gradients together
-            if not torch.isfinite(grad_norm):
-                raise NonFiniteLossError(step + 1, "the gradient norm", grad_norm.item())
-            if cfg.grad_clip > 0:  # rescale all gradients together: keeps their direction
-                clip_grads_with_norm_(model.parameters(), cfg.grad_clip, grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, grad_norm = train_step(train_model, optimizer, next_batches(),
+                                         grad_clip=cfg.grad_clip, dtype=cfg.dtype, step=step)
             step += 1
-
             seconds = time.perf_counter() - t0
-            info = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm.item(),
-                    "tokens_per_sec": tokens_per_step / seconds, "elapsed": time.perf_counter() - start_time}
-            record("step", info, on_step)
-            bar.set_postfix_str(f"loss {loss_value:.4f}, {info['tokens_per_sec']:,.0f} tok/s", refresh=False)
+            info = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                    "tokens_per_sec": tokens_per_step / seconds,
+                    "elapsed": time.perf_counter() - start_time}
+            log.record("step", info)
+            bar.set_postfix_str(f"loss {loss:.4f}, {info['tokens_per_sec']:,.0f} tok/s", refresh=False)
             bar.update(1)
             if (cfg.eval_interval and step % cfg.eval_interval == 0) or step == cfg.max_iters:
                 run_eval()
