@@ -1,0 +1,252 @@
+"""The recipe search: which model and training settings give the best character model in five
+minutes on 2 CPU threads? The search behind the ``cpu-5min`` preset (chapter 8).
+
+Every recipe trains on Tiny Shakespeare (``../shared/data/tinyshakespeare.txt``, 90/10 split,
+character tokens) for the same wall-clock budget on 2 threads. Its step time is measured first
+(the fastest of ``CALIBRATION_STEPS`` steps: these machines switch between two speed levels
+about 1.3x apart, and a median taken on the slow level would give a recipe too few steps); a
+``torch.compile``-d recipe also pays its compile time out of the budget. Its step count is the
+budget divided by the step time, and its schedule is fitted to that many steps. The figure is
+the exact validation loss at the end (the whole validation split, not an estimate).
+
+1. **Screen** (``SCREEN_S`` seconds each): one change at a time from ``BASE`` (the previous
+   ``cpu-5min``): context length, width, depth, tokens per step, peak learning rate, warm-up,
+   schedule, weight decay, dropout, optimizer, bfloat16, ``torch.compile``.
+2. **Combine** (same budget): the changes that beat the base, best first, added one by one
+   (one value per setting); then the best combination's learning rate up and down.
+3. **Final** (``FINAL_S`` seconds, five minutes): the base and the best ``N_FINAL`` recipes of
+   stages 1 and 2, evaluated every ``FINAL_EVALS``-th of the run; the winner is the lowest val loss.
+
+Rows compare each recipe's val loss with the base's in the same stage (ratio < 1: better).
+Progress is kept in ``benchmarks/.recipes_progress.jsonl`` (not committed), so an interrupted
+search continues where it stopped; ``--fresh`` starts over.
+
+    python -m benchmarks.bench_recipes [--quick] [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks._timing import row
+from benchmarks.bench_quality import tiny_shakespeare
+from minillm_lib.config import PRESETS, GPTConfig
+from minillm_lib.data import get_batch, load_corpus, train_val_split
+from minillm_lib.model import GPT
+from minillm_lib.tokenizers import CharTokenizer
+from minillm_lib.training import TrainConfig, configure_optimizer, evaluate, train, train_step
+
+HERE = Path(__file__).resolve().parent
+PROGRESS = HERE / ".recipes_progress.jsonl"
+SCREEN_S, FINAL_S = 100.0, 300.0
+N_FINAL = 3
+FINAL_EVALS = 20
+CALIBRATION_STEPS = 20
+THREADS = 2
+
+# The previous cpu-5min: the baby GPT's size with RoPE, RMSNorm and SwiGLU.
+BASE: dict[str, Any] = {
+    "model": dict(PRESETS["cpu-5min"]),
+    "batch_size": 12, "lr": 2e-3, "warmup": 0.02, "schedule": "cosine", "optimizer": "adamw",
+    "weight_decay": 0.1, "dtype": "float32", "compile": False,
+}
+
+# Stage 1: (setting, value, what changes). A setting groups the values of one axis, so that
+# stage 2 combines at most one value per setting.
+SCREEN: list[tuple[str, str, dict[str, Any]]] = [
+    ("context", "block 128", {"model": {"block_size": 128}}),
+    ("context", "block 128, batch 6", {"model": {"block_size": 128}, "batch_size": 6}),
+    ("context", "block 256", {"model": {"block_size": 256}, "batch_size": 6}),
+    ("tokens per step", "batch 24", {"batch_size": 24}),
+    ("tokens per step", "batch 6", {"batch_size": 6}),
+    ("peak lr", "lr 1e-3", {"lr": 1e-3}),
+    ("peak lr", "lr 3e-3", {"lr": 3e-3}),
+    ("peak lr", "lr 4e-3", {"lr": 4e-3}),
+    ("warm-up", "warm-up 5%", {"warmup": 0.05}),
+    ("warm-up", "warm-up 0.5%", {"warmup": 0.005}),
+    ("schedule", "WSD (decay 20%)", {"schedule": "wsd"}),
+    ("weight decay", "weight decay 0", {"weight_decay": 0.0}),
+    ("weight decay", "weight decay 0.3", {"weight_decay": 0.3}),
+    ("dropout", "dropout 0.1", {"model": {"dropout": 0.1}}),
+    ("optimizer", "Muon", {"optimizer": "muon"}),
+    ("optimizer", "Muon, lr 4e-3", {"optimizer": "muon", "lr": 4e-3}),
+    ("width", "width 96", {"model": {"n_embd": 96, "n_head": 4}}),
+    ("width", "width 192", {"model": {"n_embd": 192, "n_head": 6}}),
+    ("depth", "3 layers", {"model": {"n_layer": 3}}),
+    ("depth", "6 layers", {"model": {"n_layer": 6}}),
+    ("precision", "bfloat16 autocast", {"dtype": "bfloat16"}),
+    ("compile", "torch.compile", {"compile": True}),
+]
+
+
+def merge(recipe: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """``recipe`` with ``change`` applied (its "model" entries update the model's)."""
+    out = copy.deepcopy(recipe)
+    for key, value in change.items():
+        if key == "model":
+            out["model"].update(value)
+        else:
+            out[key] = value
+    return out
+
+
+def build(recipe: dict[str, Any], vocab_size: int, steps: int) -> tuple[GPTConfig, TrainConfig]:
+    """The model and training configs of ``recipe`` for ``steps`` optimizer steps."""
+    config = GPTConfig(vocab_size=vocab_size, **recipe["model"])
+    cfg = TrainConfig(
+        batch_size=recipe["batch_size"], max_iters=steps, lr=recipe["lr"],
+        min_lr=recipe["lr"] / 10, warmup_iters=max(1, round(recipe["warmup"] * steps)),
+        schedule=recipe["schedule"], optimizer=recipe["optimizer"],
+        weight_decay=recipe["weight_decay"], dtype=recipe["dtype"], compile=recipe["compile"],
+        eval_interval=0, eval_batch_size=64, device="cpu")
+    return config, cfg
+
+
+def calibrate(recipe: dict[str, Any], data: torch.Tensor, vocab_size: int,
+              steps: int) -> tuple[float, float]:
+    """(fastest step in seconds, compile seconds: the first step's extra time, 0 if eager)."""
+    config, cfg = build(recipe, vocab_size, 1000)
+    torch.manual_seed(0)
+    model = GPT(config)
+    optimizer = configure_optimizer(model, lr=cfg.lr, optimizer=cfg.optimizer)
+    step_model = torch.compile(model) if cfg.compile else model
+    generator = torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(steps + 2):
+        batch = [get_batch(data, cfg.batch_size, config.block_size, generator=generator)]
+        start = time.perf_counter()
+        train_step(step_model, optimizer, batch, grad_clip=cfg.grad_clip, dtype=cfg.dtype)
+        times.append(time.perf_counter() - start)
+    fastest = min(times[2:])
+    return fastest, (times[0] - fastest) if cfg.compile else 0.0
+
+
+def run_recipe(name: str, recipe: dict[str, Any], ids: torch.Tensor, vocab_size: int,
+               budget_s: float, n_evals: int, quick: bool) -> dict[str, Any]:
+    """Train ``recipe`` for ``budget_s`` seconds' worth of steps; its val loss curve."""
+    train_ids, val_ids = train_val_split(ids)
+    step_s, compile_s = calibrate(recipe, train_ids, vocab_size, 2 if quick else CALIBRATION_STEPS)
+    steps = max(4, int((budget_s - compile_s) / step_s))
+    config, cfg = build(recipe, vocab_size, steps)
+    if n_evals > 1:
+        cfg = dataclasses.replace(cfg, eval_interval=max(1, steps // n_evals))
+    torch.manual_seed(cfg.seed)
+    model = GPT(config)
+    curve: list[tuple[int, float]] = []
+    train(model, train_ids, val_ids if n_evals > 1 else None, cfg, progress=False,
+          on_eval=lambda info: curve.append((info["step"], info["loss"])))
+    if n_evals <= 1:
+        curve.append((steps, evaluate(model, val_ids, 64)["loss"]))
+    return {"name": name, "recipe": recipe, "steps": steps, "step_ms": step_s * 1e3,
+            "compile_s": compile_s, "params": model.num_params(),
+            "tokens_per_step": cfg.batch_size * config.block_size,
+            "curve": curve, "val": curve[-1][1], "best": min(loss for _, loss in curve)}
+
+
+class Progress:
+    """Results of finished runs, kept on disk by (stage, name, budget) so a search resumes."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.done = path, {}
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                record = json.loads(line)
+                self.done[(record["stage"], record["name"], record["budget_s"])] = record
+
+    def run(self, stage: str, name: str, recipe: dict[str, Any], budget_s: float,
+            **kwargs: Any) -> dict[str, Any]:
+        key = (stage, name, budget_s)
+        if key in self.done and self.done[key]["recipe"] == json.loads(json.dumps(recipe)):
+            return self.done[key]
+        result = {"stage": stage, "budget_s": budget_s,
+                  **run_recipe(name, recipe, budget_s=budget_s, **kwargs)}
+        print(f"  {stage:8} {name:40} {result['steps']:6} steps {result['step_ms']:7.1f} ms  "
+              f"val {result['val']:.4f}", flush=True)
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(json.dumps(result) + "\n")
+        self.done[key] = result
+        return result
+
+
+def search(ids: torch.Tensor, vocab_size: int, quick: bool,
+           progress: Progress) -> dict[str, list[dict[str, Any]]]:
+    """The three stages; returns their results by stage name."""
+    screen_s, final_s = (1.0, 2.0) if quick else (SCREEN_S, FINAL_S)
+    screen = SCREEN[:2] if quick else SCREEN
+    common = dict(ids=ids, vocab_size=vocab_size, quick=quick)
+    base = progress.run("screen", "base (previous cpu-5min)", BASE, screen_s, n_evals=1, **common)
+    singles = [(setting, label, merge(BASE, change),
+                progress.run("screen", label, merge(BASE, change), screen_s, n_evals=1, **common))
+               for setting, label, change in screen]
+
+    # Stage 2: add the helpful changes one by one, best first, one value per setting.
+    helpful: dict[str, tuple[str, dict[str, Any], float]] = {}
+    for setting, label, _, result in sorted(singles, key=lambda s: s[3]["val"]):
+        if result["val"] < base["val"] and setting not in helpful:
+            change = next(c for s, lab, c in screen if lab == label)
+            helpful[setting] = (label, change, result["val"])
+    combined, recipe, labels = [], BASE, []
+    for label, change, _ in list(helpful.values())[:6]:
+        recipe, labels = merge(recipe, change), labels + [label]
+        if len(labels) > 1:
+            combined.append(progress.run("combine", " + ".join(labels), recipe, screen_s,
+                                         n_evals=1, **common))
+    if combined:
+        best = min(combined, key=lambda r: r["val"])
+        for factor in (0.7, 1.4):
+            lr = float(f"{best['recipe']['lr'] * factor:.2g}")
+            combined.append(progress.run("combine", f"{best['name']}, lr {lr:g}",
+                                         merge(best["recipe"], {"lr": lr}), screen_s,
+                                         n_evals=1, **common))
+
+    # Stage 3: the base and the best few, five minutes each, evaluated along the way.
+    candidates = sorted([r for *_, r in singles] + combined, key=lambda r: r["val"])
+    finalists = [base] + [r for r in candidates if r["name"] != base["name"]][:N_FINAL]
+    final = [progress.run("final", r["name"], r["recipe"], final_s,
+                          n_evals=2 if quick else FINAL_EVALS, **common) for r in finalists]
+    return {"screen": [base] + [r for *_, r in singles], "combine": combined, "final": final}
+
+
+def run(quick: bool = False, fresh: bool = False) -> list[dict]:
+    # The smoke run must not need ../shared: the packaged corpus will do.
+    text = load_corpus("shakespeare")[:100_000] if quick else tiny_shakespeare()
+    tokenizer = CharTokenizer.from_text(text)
+    ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    path = None if quick else PROGRESS
+    if fresh and path is not None:
+        path.unlink(missing_ok=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        stages = search(ids, tokenizer.vocab_size, quick, Progress(path))
+    finally:
+        torch.set_num_threads(threads)
+    rows = []
+    for stage, results in stages.items():
+        reference = results[0]["val"] if stage != "combine" else stages["screen"][0]["val"]
+        for r in results:
+            rows.append(row(f"{stage} {r['budget_s']:g} s: {r['name']}", r["val"], reference,
+                            "val loss", target=1.0, steps=r["steps"],
+                            step_ms=round(r["step_ms"], 1), compile_s=round(r["compile_s"], 1),
+                            params=r["params"], tokens_per_step=r["tokens_per_step"],
+                            best=round(r["best"], 4), recipe=r["recipe"],
+                            curve=[[s, round(v, 4)] for s, v in r["curve"]]))
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    parser.add_argument("--fresh", action="store_true", help="forget the saved progress")
+    args = parser.parse_args()
+    for r in run(args.quick, args.fresh):
+        print({k: v for k, v in r.items() if k not in ("recipe", "curve")})
