@@ -31,6 +31,7 @@ import copy
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,30 +111,55 @@ def build(recipe: dict[str, Any], vocab_size: int, steps: int) -> tuple[GPTConfi
     return config, cfg
 
 
-def calibrate(recipe: dict[str, Any], data: torch.Tensor, vocab_size: int,
-              steps: int) -> tuple[float, float]:
-    """(fastest step in seconds, compile seconds: the first step's extra time, 0 if eager)."""
+def _stepper(recipe: dict[str, Any], data: torch.Tensor, vocab_size: int):
+    """A fresh model of ``recipe`` and a function that times one training step of it."""
     config, cfg = build(recipe, vocab_size, 1000)
     torch.manual_seed(0)
     model = GPT(config)
     optimizer = configure_optimizer(model, lr=cfg.lr, optimizer=cfg.optimizer)
     step_model = torch.compile(model) if cfg.compile else model
     generator = torch.Generator().manual_seed(0)
-    times = []
-    for _ in range(steps + 2):
+
+    def step() -> float:
         batch = [get_batch(data, cfg.batch_size, config.block_size, generator=generator)]
         start = time.perf_counter()
         train_step(step_model, optimizer, batch, grad_clip=cfg.grad_clip, dtype=cfg.dtype)
-        times.append(time.perf_counter() - start)
-    fastest = min(times[2:])
-    return fastest, (times[0] - fastest) if cfg.compile else 0.0
+        return time.perf_counter() - start
+
+    return step
+
+
+def base_step_seconds(data: torch.Tensor, vocab_size: int, steps: int) -> float:
+    """The base recipe's fastest step: the time scale of the whole search."""
+    step = _stepper(BASE, data, vocab_size)
+    return min(step() for _ in range(steps + 2))
+
+
+def calibrate(recipe: dict[str, Any], data: torch.Tensor, vocab_size: int, rounds: int,
+              base_step_s: float) -> tuple[float, float]:
+    """(step seconds, compile seconds) of ``recipe`` on the base's time scale.
+
+    Steps of the base and of the recipe alternate and the fastest of each is kept, so a
+    machine that is busy for a while slows both alike and their ratio still holds: the
+    recipe's step time is that ratio times ``base_step_s``. A compiled recipe's first step
+    is slower by its compile time, rescaled by the same slowdown."""
+    base, ours = _stepper(BASE, data, vocab_size), _stepper(recipe, data, vocab_size)
+    base_times, our_times = [], []
+    for _ in range(rounds + 2):
+        base_times.append(base())
+        our_times.append(ours())
+    fastest_base, fastest = min(base_times[2:]), min(our_times[2:])
+    slowdown = max(1.0, fastest_base / base_step_s)
+    compile_s = (our_times[0] - fastest) / slowdown if recipe["compile"] else 0.0
+    return fastest / fastest_base * base_step_s, compile_s
 
 
 def run_recipe(name: str, recipe: dict[str, Any], ids: torch.Tensor, vocab_size: int,
-               budget_s: float, n_evals: int, quick: bool) -> dict[str, Any]:
+               budget_s: float, n_evals: int, quick: bool, base_step_s: float) -> dict[str, Any]:
     """Train ``recipe`` for ``budget_s`` seconds' worth of steps; its val loss curve."""
     train_ids, val_ids = train_val_split(ids)
-    step_s, compile_s = calibrate(recipe, train_ids, vocab_size, 2 if quick else CALIBRATION_STEPS)
+    step_s, compile_s = calibrate(recipe, train_ids, vocab_size, 2 if quick else CALIBRATION_STEPS,
+                                  base_step_s)
     steps = max(4, int((budget_s - compile_s) / step_s))
     config, cfg = build(recipe, vocab_size, steps)
     if n_evals > 1:
@@ -146,6 +172,7 @@ def run_recipe(name: str, recipe: dict[str, Any], ids: torch.Tensor, vocab_size:
     if n_evals <= 1:
         curve.append((steps, evaluate(model, val_ids, 64)["loss"]))
     return {"name": name, "recipe": recipe, "steps": steps, "step_ms": step_s * 1e3,
+            "base_step_ms": base_step_s * 1e3,
             "compile_s": compile_s, "params": model.num_params(),
             "tokens_per_step": cfg.batch_size * config.block_size,
             "curve": curve, "val": curve[-1][1], "best": min(loss for _, loss in curve)}
@@ -161,6 +188,20 @@ class Progress:
                 record = json.loads(line)
                 self.done[(record["stage"], record["name"], record["budget_s"])] = record
 
+    def base_step_s(self, measure: Callable[[], float]) -> float:
+        """The search's time scale: measured once, then kept for the rest of the search."""
+        key = ("calibration", "base step", 0)
+        if key not in self.done:
+            self.record({"stage": "calibration", "name": "base step", "budget_s": 0,
+                         "seconds": measure()})
+        return self.done[key]["seconds"]
+
+    def record(self, result: dict[str, Any]) -> None:
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write(json.dumps(result) + "\n")
+        self.done[(result["stage"], result["name"], result["budget_s"])] = result
+
     def run(self, stage: str, name: str, recipe: dict[str, Any], budget_s: float,
             **kwargs: Any) -> dict[str, Any]:
         key = (stage, name, budget_s)
@@ -170,10 +211,7 @@ class Progress:
                   **run_recipe(name, recipe, budget_s=budget_s, **kwargs)}
         print(f"  {stage:8} {name:40} {result['steps']:6} steps {result['step_ms']:7.1f} ms  "
               f"val {result['val']:.4f}", flush=True)
-        if self.path is not None:
-            with self.path.open("a") as f:
-                f.write(json.dumps(result) + "\n")
-        self.done[key] = result
+        self.record(result)
         return result
 
 
@@ -182,7 +220,10 @@ def search(ids: torch.Tensor, vocab_size: int, quick: bool,
     """The three stages; returns their results by stage name."""
     screen_s, final_s = (1.0, 2.0) if quick else (SCREEN_S, FINAL_S)
     screen = SCREEN[:2] if quick else SCREEN
-    common = dict(ids=ids, vocab_size=vocab_size, quick=quick)
+    base_step_s = progress.base_step_s(
+        lambda: base_step_seconds(train_val_split(ids)[0], vocab_size, 4 if quick else 60))
+    print(f"base step: {base_step_s * 1e3:.1f} ms", flush=True)
+    common = dict(ids=ids, vocab_size=vocab_size, quick=quick, base_step_s=base_step_s)
     base = progress.run("screen", "base (previous cpu-5min)", BASE, screen_s, n_evals=1, **common)
     singles = [(setting, label, merge(BASE, change),
                 progress.run("screen", label, merge(BASE, change), screen_s, n_evals=1, **common))
