@@ -362,10 +362,11 @@ def test_lr_curve_equals_lr_at(page, built, warmup, ratio):
         assert math.isclose(lr, lr_at(step, cfg), rel_tol=1e-9, abs_tol=0), step
 
 
-def test_lr_at_in_javascript_with_a_decay_horizon(page, built):
-    cfg = TrainConfig(lr=1e-3, min_lr=2e-5, warmup_iters=17, max_iters=500, lr_decay_iters=333)
-    fields = {"lr": cfg.lr, "min_lr": cfg.min_lr, "warmup_iters": cfg.warmup_iters,
-              "max_iters": cfg.max_iters, "lr_decay_iters": cfg.lr_decay_iters}
+@pytest.mark.parametrize("schedule", ["cosine", "wsd"])
+def test_lr_at_in_javascript_with_a_decay_horizon(page, built, schedule):
+    cfg = TrainConfig(lr=1e-3, min_lr=2e-5, warmup_iters=17, max_iters=500, lr_decay_iters=333,
+                      schedule=schedule, decay_fraction=0.3)
+    fields = viz.lr_schedule_data(cfg)
     steps = list(range(0, 520, 7)) + [16, 17, 332, 333]
     js = page.evaluate("([steps, cfg]) => steps.map(s => window.minillmViz.lrAt(s, cfg))", [steps, fields])
     for step, value in zip(steps, js, strict=True):

@@ -1,6 +1,8 @@
 """Tests for minillm_lib.zoo: a tiny recipe trains once, caches, and loads back identical."""
 
 import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -102,3 +104,14 @@ def test_info_records_the_exact_validation_loss_of_the_cached_model(tmp_path, ti
     _, val_ids = train_val_split(ids)
     again = evaluate(model, val_ids, tiny_recipe["train"]["eval_batch_size"])
     assert again["loss"] == pytest.approx(info["val"]["loss"], rel=1e-6)
+
+
+def test_the_cache_folder_is_a_run_folder(tmp_path, tiny_recipe):
+    load_course_model("tiny", cache_dir=tmp_path / "cache", recipe=tiny_recipe, progress=False)
+    folder = tmp_path / "cache" / f"tiny-{recipe_hash(tiny_recipe)}"
+    log = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["event"] == "step"] == list(range(1, 9))
+    assert (folder / "train_state.json").is_file() and (folder / "tokenizer.json").is_file()
+    done = subprocess.run([sys.executable, "-m", "minillm_lib", "sample", str(folder), "--prompt",
+                           "Now", "--max-new-tokens", "20"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("Now") and len(done.stdout) > 20

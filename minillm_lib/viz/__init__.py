@@ -488,7 +488,8 @@ def lr_schedule_data(cfg: TrainConfig) -> dict[str, Any]:
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
     return {"lr": cfg.lr, "min_lr": cfg.min_lr, "warmup_iters": cfg.warmup_iters,
-            "max_iters": cfg.max_iters, "lr_decay_iters": cfg.lr_decay_iters}
+            "max_iters": cfg.max_iters, "lr_decay_iters": cfg.lr_decay_iters,
+            "schedule": cfg.schedule, "decay_fraction": cfg.decay_fraction}
 
 
 def lr_schedule_explorer(cfg: TrainConfig | None = None, *, element_id: str | None = None) -> Explorer:

@@ -80,7 +80,14 @@
     var decayIters = cfg.lr_decay_iters === null || cfg.lr_decay_iters === undefined ? cfg.max_iters : cfg.lr_decay_iters;
     if (step < cfg.warmup_iters) return cfg.lr * (step + 1) / cfg.warmup_iters;
     if (step >= decayIters) return cfg.min_lr;
-    var progress = (step - cfg.warmup_iters) / (decayIters - cfg.warmup_iters);
+    var progress;
+    if (cfg.schedule === "wsd") {
+      var decayStart = decayIters - cfg.decay_fraction * (decayIters - cfg.warmup_iters);
+      if (step < decayStart) return cfg.lr;
+      progress = (step - decayStart) / (decayIters - decayStart);
+      return cfg.lr + progress * (cfg.min_lr - cfg.lr);
+    }
+    progress = (step - cfg.warmup_iters) / (decayIters - cfg.warmup_iters);
     return cfg.min_lr + 0.5 * (1.0 + Math.cos(Math.PI * progress)) * (cfg.lr - cfg.min_lr);
   };
 })();
