@@ -5,6 +5,7 @@ terminal.
     python -m minillm_lib sample runs/baby --prompt "ROMEO:" --temperature 0.8 --top-k 40
     python -m minillm_lib eval runs/baby --data shakespeare
     python -m minillm_lib export runs/baby hf/baby        # a transformers folder: model + tokenizer
+    python -m minillm_lib chat runs/chat                  # talk to an instruction-tuned run
 
 A run folder holds the model (model.safetensors + config.json), its tokenizer.json, the
 training checkpoint (train_state.json + train_state-<step>.safetensors) and the training
@@ -29,11 +30,21 @@ from .checkpoint import TRAIN_STATE_FILE, has_training_checkpoint, load_model
 from .config import PRESETS, TRAIN_PRESETS, GPTConfig
 from .data import load_corpus, train_val_split
 from .files import read_json
+from .finetune import CHAT_SPECIAL_TOKENS, END, encode_chat
 from .interop import to_hf, to_hf_tokenizer
 from .model import GPT
 from .sampling import stream
 from .tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
-from .training import NonFiniteLossError, TrainConfig, evaluate, resolve_device, train
+from .training import (
+    DTYPES,
+    OPTIMIZERS,
+    SCHEDULES,
+    NonFiniteLossError,
+    TrainConfig,
+    evaluate,
+    resolve_device,
+    train,
+)
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -42,11 +53,14 @@ TOKENIZER_FILE = "tokenizer.json"
 MODEL_FLAGS = {"n_layer": int, "n_head": int, "n_embd": int, "block_size": int, "dropout": float}
 # Flags that set a TrainConfig field; not given keeps the preset's training recipe
 # (TRAIN_PRESETS, else TrainConfig's default) or, when a run continues, the value it was
-# trained with. --device and --dtype are added with their own help.
+# trained with.
 TRAIN_FLAGS = {"batch_size": int, "max_iters": int, "lr": float, "min_lr": float,
                "warmup_iters": int, "lr_decay_iters": int, "weight_decay": float,
                "grad_clip": float, "grad_accum_steps": int, "eval_interval": int,
-               "ckpt_interval": int, "seed": int, "device": str, "dtype": str}
+               "ckpt_interval": int, "seed": int, "decay_fraction": float, "device": str,
+               "dtype": str, "optimizer": str, "schedule": str}
+CHOICES = {"device": None, "dtype": list(DTYPES), "optimizer": list(OPTIMIZERS),
+           "schedule": list(SCHEDULES)}  # flags added with their own help
 
 
 class UsageError(Exception):
@@ -163,6 +177,51 @@ def cmd_sample(args: argparse.Namespace) -> None:
         _print_as_it_comes(tokenizer, new_ids)
 
 
+# ---------------------------------------------------------------- chat
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    """Talk to an instruction-tuned run (chapter 13): each line you type is one prompt, put in
+    the chat template; the reply streams until the model writes <|end|>."""
+    folder = _run_folder(args.run)
+    device = resolve_device(args.device)
+    model = load_model(folder, device=device)
+    tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
+    missing = [name for name in CHAT_SPECIAL_TOKENS if name not in tokenizer.special_tokens]
+    if missing:
+        raise UsageError(f"{args.run!r} was not instruction-tuned: its tokenizer has no "
+                         f"{', '.join(missing)} token (fine-tune it on dialogues first, as in "
+                         "chapter 13)")
+    end_id = tokenizer.special_tokens[END]
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Type a message and press Enter (an empty line or Ctrl-D ends the chat).",
+              file=sys.stderr)
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True, file=sys.stderr)
+        line = sys.stdin.readline()
+        if not line.strip():
+            return
+        try:
+            ids = encode_chat(tokenizer, line.rstrip("\n"))
+        except ValueError as err:  # a character the model never saw, or a forged <|end|>
+            print(f"minillm chat: {' '.join(str(err).split())}", file=sys.stderr)
+            continue
+        context = ids[-model.config.block_size:]
+        idx = torch.tensor([context], dtype=torch.long, device=device)
+        room = model.config.block_size - len(context)
+        if room < 1:
+            print(f"minillm chat: that message fills the model's whole context of "
+                  f"{model.config.block_size} tokens; write a shorter one", file=sys.stderr)
+            continue
+        print("model> ", end="", flush=True)
+        new_ids = stream(model, idx, min(args.max_new_tokens, room), temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, eos_id=end_id, generator=generator)
+        _print_as_it_comes(tokenizer, (i for i in new_ids if i != end_id))
+
+
 # ---------------------------------------------------------------- eval and export
 
 
@@ -209,10 +268,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in MODEL_FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, help="override the preset")
     for name, kind in TRAIN_FLAGS.items():
-        if name not in ("device", "dtype"):
+        if name not in CHOICES:
             p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"TrainConfig.{name}")
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    for name in ("dtype", "optimizer", "schedule"):
+        p.add_argument(f"--{name}", choices=CHOICES[name], help=f"TrainConfig.{name}")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -240,6 +300,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
+
+    p = commands.add_parser("chat", help="talk to an instruction-tuned run (chapter 13), one "
+                            "line per message")
+    p.add_argument("run", help="run folder of an instruction-tuned model")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_chat)
 
     p = commands.add_parser("export", help="write a run as a Hugging Face transformers folder "
                             "(model and tokenizer)")
