@@ -192,7 +192,8 @@ def test_position_data_is_the_sinusoidal_table():
 def test_lr_schedule_data_holds_what_lr_at_reads():
     cfg = TrainConfig(lr=3e-4, min_lr=3e-5, warmup_iters=7, max_iters=90, lr_decay_iters=80)
     assert viz.lr_schedule_data(cfg) == {"lr": 3e-4, "min_lr": 3e-5, "warmup_iters": 7,
-                                         "max_iters": 90, "lr_decay_iters": 80}
+                                         "max_iters": 90, "lr_decay_iters": 80,
+                                         "schedule": "cosine", "decay_fraction": 0.2}
     assert script_data(viz.lr_schedule_explorer(cfg))["lr_decay_iters"] == 80
     assert script_data(viz.lr_schedule_explorer())["max_iters"] == TrainConfig().max_iters
     with pytest.raises(TypeError, match="TrainConfig"):
