@@ -37,7 +37,7 @@ not). Sliders here hold the VALUE itself (not a grid index).
     layer, head, query, checksum (sum of weight * (query * T + key), 4 decimals), row (the
     query's weights), cropped (tokens cut from the front to fit block_size), error.
 ``kv-cache`` (``kv_cache_explorer``)
-    controls: input ``prompt``; slider ``new-tokens``; buttons ``run-cache``,
+    controls: textarea ``prompt``; slider ``new-tokens``; buttons ``run-cache``,
     ``run-no-cache``. Greedy generation either way; ``svg[data-testid="positions"]`` shows the
     positions cached and computed at the latest step, ``svg[data-testid="times"]`` the time
     of every token. state: prompt_ids, runs: {cache, no-cache}, each null or {new_ids,
@@ -48,7 +48,7 @@ not). Sliders here hold the VALUE itself (not a grid index).
     ``seed``. ``[data-testid="log"]`` holds the turns. state: prompt, prompt_ids (the chat
     template's ids), reply_ids (the closing <|end|> included if written), reply, done, error.
 ``int8`` (``int8_explorer``)
-    controls: input ``prompt``; slider ``new-tokens``. Greedy continuations of the float16
+    controls: textarea ``prompt``; slider ``new-tokens``. Greedy continuations of the float16
     and the int8 model in ``[data-testid="float-output"]`` and ``[data-testid="int8-output"]``,
     and the next-token distributions of both in ``svg[data-testid="bars"]``. state:
     prompt_ids, float_ids, int8_ids, first_difference (index into the new tokens, or null),
@@ -122,8 +122,9 @@ def _check_count(name: str, value: int, low: int, high: int) -> None:
 
 
 def _textarea(testid: str, label: str, text: str, rows: int = 2) -> str:
+    # HTML drops a newline right after <textarea>: the one written here, so the text keeps its own.
     return (f'<label class="mlv-grow">{label} <textarea data-testid="{testid}" rows="{rows}" '
-            f'spellcheck="false" class="mlv-mono">{html.escape(text)}</textarea></label>')
+            f'spellcheck="false" class="mlv-mono">\n{html.escape(text)}</textarea></label>')
 
 
 def _number(testid: str, label: str, value: int) -> str:
@@ -285,8 +286,7 @@ def kv_cache_explorer(
     _check_count("n_new", n_new, 1, 4 * block_size)
     source = _source(weight_script(model, tokenizer, name=name), weights)
     body = (
-        '<div class="mlv-controls"><label class="mlv-grow">Prompt <input type="text" data-testid="prompt" '
-        f'class="mlv-mono" value="{html.escape(prompt)}"></label></div>'
+        '<div class="mlv-controls">' + _textarea("prompt", "Prompt", prompt, rows=1) + "</div>"
         '<div class="mlv-controls">'
         + slider("new-tokens", "new tokens", 4 * block_size, n_new, str(n_new), low=1)
         + '<button type="button" data-testid="run-cache">Generate with the cache</button>'
@@ -370,8 +370,7 @@ def int8_explorer(
     sources = [_source(weight_script(model, tokenizer, name=name, dtype=dtype), weights)
                for dtype in ("float16", "int8")]
     body = (
-        '<div class="mlv-controls"><label class="mlv-grow">Prompt <input type="text" data-testid="prompt" '
-        f'class="mlv-mono" value="{html.escape(prompt)}"></label>'
+        '<div class="mlv-controls">' + _textarea("prompt", "Prompt", prompt, rows=1)
         + slider("new-tokens", "new tokens", 1000, n_new, str(n_new), low=1) + "</div>"
         '<div class="mlv-row"><div class="mlv-half"><div class="mlv-legend" data-testid="float-label"></div>'
         '<div class="mlv-sample mlv-mono" data-testid="float-output"></div></div>'
