@@ -26,12 +26,7 @@ from minillm_lib.viz import live, web
 TEXT = "To be, or not to be, that is the question:\nWhether 'tis nobler in the mind to suffer"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

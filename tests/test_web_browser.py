@@ -95,17 +95,11 @@ def chat_text() -> str:
     return "".join(f"<|user|>{a}<|end|><|assistant|>{b}<|end|>" for a, b in zip(LINES, LINES[1:], strict=False))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models run fastest on one thread (two threads spin-wait on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def models(one_thread):
+def models(one_thread):  # one thread already while the models train
     """name -> (model, tokenizer): trained ones for the explorers, random ones for logits."""
     char = CharTokenizer.from_text(TEXT)
     bpe = BPETokenizer.train(TEXT + chat_text(), 320, special_tokens=list(CHAT_SPECIAL_TOKENS))

@@ -11,10 +11,13 @@ shipped with the package and inlined into each output. The same output works in 
 * live Jupyter (once the notebook is trusted, which running the cell makes it),
 * Colab.
 
-Nothing in the library imports this module; notebooks do::
+Nothing in the library imports this module; notebooks do (and the CLI's ``export --web``)::
 
     from minillm_lib.viz import sampling_explorer
     sampling_explorer(model, tokenizer, ["ROMEO:\\n"])   # the last expression of a cell
+
+The explorers here replay what Python computed. Those of ``viz.live`` run the model itself in
+the page (``viz/static/gpt.js``, weights packed by ``viz.web``), on whatever the reader types.
 
 Every function returns an ``Explorer`` (it has ``_repr_html_``, so Jupyter and the book show
 it). Its element id is ``minillm-<kind>-<n>``, n counting the explorers built in this process,

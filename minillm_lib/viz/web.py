@@ -9,7 +9,9 @@ tokenizers of ``tokenizers.js`` and the filters of ``sampling.js``), on weights 
         tokenizer, dtype, tensors: {name: {dtype, shape, offset, scale?}}, data: "<base64>"}
 
 A script, not a ``fetch``: a page opened from ``file://`` may run ``<script src>`` but may not
-fetch a local file, and a script works offline and over http alike.
+fetch a local file, and a script works offline and over http alike. (The same reason rules out
+onnxruntime-web, whose WebAssembly must be fetched; and a twin in plain JavaScript lets the
+reader see the same GPT in a second language.)
 
 Weights travel as base64 of compact binary, never as lists of numbers:
 

@@ -248,9 +248,9 @@
   // Causal self-attention of one layer (CausalSelfAttention.forward) for T new tokens at
   // positions start .. start + T - 1: q, k, v from this.qkv (T rows), RoPE, k and v written
   // into the cache, then y = softmax(q k^T / sqrt(D)) v over every cached position up to the
-  // query's own, for each query head, into this.y (T, C). maps (optional): {data, T}, gets the
-  // weights of every head, (n_layer, H, T, T).
-  M.GPT.prototype.attend = function (layer, start, T, maps) {
+  // query's own, for each query head, into this.y (T, C), for the queries from row first on.
+  // maps (optional): {data, T}, gets the weights of every head, (n_layer, H, T, T).
+  M.GPT.prototype.attend = function (layer, start, T, first, maps) {
     var cfg = this.config, H = cfg.n_head, Hkv = cfg.n_kv_head, D = cfg.n_embd / H, B = cfg.block_size;
     var qkv = this.qkv, width = this.qkvDim, K = this.k[layer], Vc = this.v[layer], att = this.att, y = this.y;
     var group = H / Hkv, scale = 1 / Math.sqrt(D), t, h, g, s, d;
@@ -262,7 +262,7 @@
         for (d = 0; d < D; d++) { K[dst + d] = qkv[src + d]; Vc[dst + d] = qkv[src + Hkv * D + d]; }
       }
     }
-    for (t = 0; t < T; t++) {
+    for (t = first; t < T; t++) {
       var last = start + t;  // the query sees keys 0 .. last (the causal mask)
       for (h = 0; h < H; h++) {
         g = Math.floor(h / group);  // query head h reads key/value head h // (H / Hkv)
@@ -304,13 +304,17 @@
     }
     for (l = 0; l < cfg.n_layer; l++) {
       var b = this.h[l];
+      // Every token's keys and values go into the cache, but in the last layer only the last
+      // token's output matters when only its logits are wanted: the others stop after k, v.
+      var first = l === cfg.n_layer - 1 && logits === "last" && !maps ? T - 1 : 0, n = T - first;
+      var xs = x.subarray(first * C), xns = xn.subarray(first * C), ys = this.y.subarray(first * C);
       norm(xn, x, T, C, b.ln_1, cfg.norm, cfg.norm_eps);
       linear(this.qkv, xn, T, b.c_attn.weight, b.c_attn.bias, this.qkvDim, C, false);
-      this.attend(l, start, T, maps);
-      linear(x, this.y, T, b.c_proj.weight, b.c_proj.bias, C, C, true);  // x = x + attn(ln_1(x))
-      norm(xn, x, T, C, b.ln_2, cfg.norm, cfg.norm_eps);
-      linear(fc, xn, T, b.c_fc.weight, b.c_fc.bias, this.fcOut, C, false);
-      for (t = 0; t < T; t++) {
+      this.attend(l, start, T, first, maps);
+      linear(xs, ys, n, b.c_proj.weight, b.c_proj.bias, C, C, true);  // x = x + attn(ln_1(x))
+      norm(xns, xs, n, C, b.ln_2, cfg.norm, cfg.norm_eps);
+      linear(fc, xns, n, b.c_fc.weight, b.c_fc.bias, this.fcOut, C, false);
+      for (t = 0; t < n; t++) {
         var f = t * this.fcOut, a = t * hidden;
         if (cfg.mlp === "swiglu") {  // silu(gate) * up; the gate is the first half of c_fc's output
           for (i = 0; i < hidden; i++) act[a + i] = Math.fround(fc[f + i] / (1 + Math.exp(-fc[f + i]))) * fc[f + hidden + i];
@@ -319,7 +323,7 @@
           for (i = 0; i < hidden; i++) act[a + i] = activation(fc[f + i]);
         }
       }
-      linear(x, act, T, b.mlp_proj.weight, b.mlp_proj.bias, C, hidden, true);  // x = x + mlp(ln_2(x))
+      linear(xs, act, n, b.mlp_proj.weight, b.mlp_proj.bias, C, hidden, true);  // x = x + mlp(ln_2(x))
     }
     this.seqLen = start + T;
     if (logits === "last") {
