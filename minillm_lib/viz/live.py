@@ -46,7 +46,7 @@ not). Sliders here hold the VALUE itself (not a grid index).
 ``chat`` (``chat_explorer``)
     controls: input ``message``, button ``send``; sliders ``temperature``, ``top-k``;
     ``seed``. ``[data-testid="log"]`` holds the turns. state: prompt, prompt_ids (the chat
-    template's ids), reply_ids (the closing <|end|> included if written), reply, done, error.
+    template's ids), reply_ids (the closing ``<|end|>`` included if written), reply, done, error.
 ``int8`` (``int8_explorer``)
     controls: textarea ``prompt``; slider ``new-tokens``. Greedy continuations of the float16
     and the int8 model in ``[data-testid="float-output"]`` and ``[data-testid="int8-output"]``,
