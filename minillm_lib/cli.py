@@ -6,6 +6,7 @@ terminal.
     python -m minillm_lib eval runs/baby --data shakespeare
     python -m minillm_lib export runs/baby hf/baby        # a transformers folder: model + tokenizer
     python -m minillm_lib chat runs/chat                  # talk to an instruction-tuned run
+    python -m minillm_lib export runs/baby --web baby.html   # one offline page that runs the model
 
 A run folder holds the model (model.safetensors + config.json), its tokenizer.json, the
 training checkpoint (train_state.json + train_state-<step>.safetensors) and the training
@@ -29,7 +30,7 @@ import torch
 from .checkpoint import TRAIN_STATE_FILE, has_training_checkpoint, load_model
 from .config import PRESETS, TRAIN_PRESETS, GPTConfig
 from .data import load_corpus, train_val_split
-from .files import read_json
+from .files import atomic_write_text, read_json
 from .finetune import CHAT_SPECIAL_TOKENS, END, encode_chat
 from .interop import to_hf, to_hf_tokenizer
 from .model import GPT
@@ -240,8 +241,29 @@ def cmd_eval(args: argparse.Namespace) -> None:
           f"bits/token {result['bits_per_token']:.4f}  bits/char {result['bits_per_char']:.4f}")
 
 
+def export_web(folder: Path, out: str) -> None:
+    """Write one self-contained HTML page (weights inlined) that runs the model in a browser:
+    prompt box, sampling sliders, attention view (minillm_lib.viz.live.web_page)."""
+    from .viz.live import web_page  # the explorers are only needed here
+
+    path = Path(out)
+    if path.exists():
+        raise UsageError(f"{out!r} already exists: choose another file name (nothing is overwritten)")
+    if not path.parent.is_dir():
+        raise UsageError(f"folder {str(path.parent)!r} does not exist")
+    page = web_page(load_model(folder), load_tokenizer(folder / TOKENIZER_FILE), title=f"minillm: {folder.name}")
+    atomic_write_text(path, page)
+    print(f"wrote {out!r} ({len(page.encode()) / 1e6:.2f} MB): open it in a browser, it needs no server or network")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     folder = _run_folder(args.run)
+    if (args.out is None) == (args.web is None):
+        raise UsageError("give an output folder or --web OUT.html, not both" if args.out
+                         else "give an output folder (transformers) or --web OUT.html (a web page)")
+    if args.web is not None:
+        export_web(folder, args.web)
+        return
     hf_model = to_hf(load_model(folder))  # ValueError if no transformers class fits the config
     # Convert both before writing either, so a failure leaves no half-exported folder.
     hf_tokenizer = to_hf_tokenizer(load_tokenizer(folder / TOKENIZER_FILE))
@@ -313,9 +335,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_chat)
 
     p = commands.add_parser("export", help="write a run as a Hugging Face transformers folder "
-                            "(model and tokenizer)")
+                            "(model and tokenizer), or as a web page that runs it (--web)")
     p.add_argument("run", help="run folder")
-    p.add_argument("out", help="folder for save_pretrained")
+    p.add_argument("out", nargs="?", help="folder for save_pretrained")
+    p.add_argument("--web", metavar="OUT.html", help="write one offline HTML page that runs the model instead")
     p.set_defaults(func=cmd_export)
     return parser
 

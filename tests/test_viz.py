@@ -31,13 +31,7 @@ def tiny_model(vocab_size: int, seed: int = 0, **overrides) -> GPT:
     return GPT(GPTConfig.from_preset("baby", **{**cfg, **overrides})).eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (two threads spin-wait on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
