@@ -51,8 +51,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         mlp="swiglu", tie_weights=False,
     ),
     # The recommended CPU preset: the baby's size with the modern parts (RoPE, RMSNorm,
-    # SwiGLU). It won an equal-time screen on 2 CPU threads (benchmarks/bench_presets.py);
-    # its training recipe, TRAIN_PRESETS["cpu-5min"], takes about 5 minutes.
+    # SwiGLU, tied embeddings). With its training recipe, TRAIN_PRESETS["cpu-5min"], it won the
+    # equal-wall-time recipe search on 2 CPU threads (benchmarks/bench_recipes.py, chapter 8);
+    # it is the course model's shape (zoo.RECIPES).
     "cpu-5min": dict(
         block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False,
         pos_encoding="rope", rope_theta=10000.0, norm="rmsnorm", norm_eps=1e-5, mlp="swiglu",
@@ -71,10 +72,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 # training.TrainConfig fields that differ from its defaults (nanoGPT's baby recipe).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "baby": {},
-    # About 5 minutes on 2 CPU threads (~50 ms a step): twice nanoGPT's peak learning rate,
-    # three times its steps, nanoGPT's 100 warm-up steps (with 300 it reached nanoGPT's baby
-    # loss, 1.8857, later: benchmarks/bench_quality.py).
-    "cpu-5min": dict(batch_size=12, max_iters=6000, lr=2e-3, min_lr=2e-4, warmup_iters=100),
+    # The winner of the recipe search (benchmarks/bench_recipes.py): Muon for the blocks'
+    # matrices at twice AdamW's best peak lr, warm-up 2% of the steps, cosine to lr / 10.
+    # 6,000 steps take about 5 minutes on 2 CPU threads (~47 ms a step).
+    "cpu-5min": dict(batch_size=12, max_iters=6000, lr=4e-3, min_lr=4e-4, warmup_iters=120,
+                     optimizer="muon"),
 }
 
 

@@ -5,7 +5,7 @@ Chapters that need a trained model (sampling, attention maps, fine-tuning) call:
 
     model, tokenizer = load_course_model("shakespeare-char")
 
-The first call trains the model from its recipe (about a minute on a laptop CPU) and
+The first call trains the model from its recipe (about 5 minutes on 2 CPU threads) and
 saves it in ``$MINILLM_CACHE`` (default ``~/.cache/minillm``) under ``<name>-<hash>``,
 where the hash covers every number in the recipe: change a recipe and it trains anew.
 Later calls load the saved model in a moment. A file lock makes a second process wait
@@ -28,7 +28,7 @@ import torch
 
 from . import data
 from .checkpoint import load_model
-from .config import PRESETS, GPTConfig
+from .config import PRESETS, TRAIN_PRESETS, GPTConfig
 from .files import atomic_write_json
 from .model import GPT
 from .tokenizers import CharTokenizer, load_tokenizer
@@ -42,16 +42,16 @@ except ImportError:  # Windows: no advisory file locks, so no protection against
 # Recipes are plain data: the corpus, the tokenizer, the number of CPU threads, every
 # GPTConfig field but vocab_size, and the TrainConfig fields that differ from its defaults.
 RECIPES: dict[str, dict[str, Any]] = {
-    # The baby GPT's shape (4 layers, 4 heads, 128 wide, 64 characters of context) on the
-    # complete works of Shakespeare, read character by character.
+    # The recommended CPU recipe (config.PRESETS and TRAIN_PRESETS["cpu-5min"], the winner of
+    # chapter 8's recipe search) on the complete works of Shakespeare, read character by
+    # character: `minillm train --preset cpu-5min` takes the same steps.
     "shakespeare-char": {
         "corpus": "shakespeare",
         "tokenizer": "char",
         "threads": 2,  # what Colab and small laptops have
-        "model": dict(PRESETS["baby"]),
-        "train": dict(batch_size=12, max_iters=1500, lr=1e-3, min_lr=1e-4, warmup_iters=100,
-                      weight_decay=0.1, betas=(0.9, 0.99), grad_clip=1.0, eval_interval=0,
-                      eval_batch_size=64, seed=1337, device="cpu"),
+        "model": dict(PRESETS["cpu-5min"]),
+        "train": dict(**TRAIN_PRESETS["cpu-5min"], eval_interval=0, eval_batch_size=64,
+                      seed=1337, device="cpu"),
     },
 }
 
