@@ -35,6 +35,9 @@ WEB_DIR := $(CURDIR)/book/_static/models
 
 book: setup
 	$(PY) scripts/vendor_js.py
+	# Train the course models first (once; cached in $$MINILLM_CACHE), so that every chapter,
+	# in the build and in the reproducibility check, loads them and prints the same thing.
+	$(PY) -c "from minillm_lib.zoo import RECIPES, load_course_model; [load_course_model(n) for n in RECIPES]"
 	rm -rf $(WEB_DIR)  # no weight file of an older model ships
 	MINILLM_WEB_DIR=$(WEB_DIR) MINILLM_WEB_URL=../_static/models/ .venv/bin/jupyter-book build -W -n --keep-going .
 

@@ -163,8 +163,10 @@ def course_model_info(
     """What was recorded when the course model ``name`` was trained (training it first if
     it is not cached yet): ``recipe``, ``val`` (the exact evaluation on the whole validation
     split after the last step: loss, perplexity, bits_per_token, bits_per_char, step),
-    ``train_seconds`` and ``torch_version``. Arguments as for ``load_course_model``."""
+    ``train_seconds``, ``torch_version``, and ``folder``: the cache folder, a run folder as
+    ``minillm train --out`` writes one (train_log.jsonl holds every step). Arguments as for
+    ``load_course_model``."""
     recipe, folder = _course_folder(name, cache_dir, recipe)
     if not (folder / DONE_FILE).is_file():
         load_course_model(name, cache_dir=cache_dir, recipe=recipe)
-    return json.loads((folder / DONE_FILE).read_text())
+    return {**json.loads((folder / DONE_FILE).read_text()), "folder": str(folder)}
