@@ -198,8 +198,8 @@ def run_recipe(name: str, recipe: dict[str, Any], ids: torch.Tensor, vocab_size:
 class Progress:
     """Results of finished runs, kept on disk by (stage, name, budget) so a search resumes."""
 
-    def __init__(self, path: Path | None) -> None:
-        self.path, self.done = path, {}
+    def __init__(self, path: Path | None, recorded_only: bool = False) -> None:
+        self.path, self.done, self.recorded_only = path, {}, recorded_only
         if path is not None and path.exists():
             for line in path.read_text().splitlines():
                 record = json.loads(line)
@@ -212,6 +212,16 @@ class Progress:
             self.record({"stage": "calibration", "name": "base step", "budget_s": 0,
                          "seconds": measure()})
         return self.done[key]["seconds"]
+
+    def by_stage(self) -> dict[str, list[dict[str, Any]]]:
+        """Every recorded run by stage, the base recipe first in each (a search cut short, or
+        one whose stages were changed while it ran, reports all it measured)."""
+        stages: dict[str, list[dict[str, Any]]] = {}
+        for (stage, _, _), record in self.done.items():
+            if stage != "calibration":
+                stages.setdefault(stage, []).append(record)
+        return {stage: sorted(stages[stage], key=lambda r: not r["name"].startswith("base"))
+                for stage in ("screen", "combine", "around", "final") if stage in stages}
 
     def record(self, result: dict[str, Any]) -> None:
         if self.path is not None:
@@ -235,6 +245,8 @@ class Progress:
 def search(ids: torch.Tensor, vocab_size: int, quick: bool,
            progress: Progress) -> dict[str, list[dict[str, Any]]]:
     """The three stages; returns their results by stage name."""
+    if progress.recorded_only:
+        return progress.by_stage()
     screen_s, final_s = (1.0, 2.0) if quick else (SCREEN_S, FINAL_S)
     screen = SCREEN[:2] if quick else SCREEN
     base_step_s = progress.base_step_s(
@@ -271,7 +283,9 @@ def search(ids: torch.Tensor, vocab_size: int, quick: bool,
     return {"screen": [base] + [r for *_, r in singles], "around": combined, "final": final}
 
 
-def run(quick: bool = False, fresh: bool = False) -> list[dict]:
+def run(quick: bool = False, fresh: bool = False, recorded: bool = False) -> list[dict]:
+    """The search's rows; recorded=True reports the runs its progress file holds and runs
+    nothing new (a search cut short reports what it measured)."""
     # The smoke run must not need ../shared: the packaged corpus will do.
     text = load_corpus("shakespeare")[:100_000] if quick else tiny_shakespeare()
     tokenizer = CharTokenizer.from_text(text)
@@ -282,12 +296,13 @@ def run(quick: bool = False, fresh: bool = False) -> list[dict]:
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
-        stages = search(ids, tokenizer.vocab_size, quick, Progress(path))
+        stages = search(ids, tokenizer.vocab_size, quick, Progress(path, recorded_only=recorded))
     finally:
         torch.set_num_threads(threads)
     rows = []
     for stage, results in stages.items():
-        reference = results[0]["val"] if stage != "around" else stages["screen"][0]["val"]
+        # The peer: the base recipe of the stage (screen, final), else of the screen.
+        reference = (results[0] if stage in ("screen", "final") else stages["screen"][0])["val"]
         for r in results:
             rows.append(row(f"{stage} {r['budget_s']:g} s: {r['name']}", r["val"], reference,
                             "val loss", target=1.0, steps=r["steps"],
@@ -302,6 +317,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
     parser.add_argument("--fresh", action="store_true", help="forget the saved progress")
+    parser.add_argument("--recorded", action="store_true",
+                        help="report the recorded runs only, run nothing new")
     args = parser.parse_args()
-    for r in run(args.quick, args.fresh):
+    for r in run(args.quick, args.fresh, args.recorded):
         print({k: v for k, v in r.items() if k not in ("recipe", "curve")})
