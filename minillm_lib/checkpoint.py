@@ -52,10 +52,8 @@ def _where(path: Path) -> str:
     return repr(str(path))
 
 
-def read_safetensors(
-    path: str | os.PathLike, device: str = "cpu", *, sha256: str | None = None
-) -> dict[str, torch.Tensor]:
-    """Read a safetensors file; FileNotFoundError / ValueError name the file.
+def read_safetensors(path: str | os.PathLike, *, sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file into CPU tensors; FileNotFoundError / ValueError name the file.
 
     sha256: the checksum recorded when it was saved; a file whose bytes differ is refused.
     """
@@ -67,10 +65,9 @@ def read_safetensors(
         raise ValueError(f"{_where(path)} does not match the SHA-256 checksum recorded when it "
                          "was saved: it is corrupted or was replaced")
     try:
-        tensors = safetensors_load(data)
+        return safetensors_load(data)
     except (SafetensorError, ValueError, TypeError, RuntimeError) as err:
         raise ValueError(f"{_where(path)} is not a valid safetensors file (corrupted?): {err}") from err
-    return {name: t.to(device) for name, t in tensors.items()} if device != "cpu" else tensors
 
 
 def first_non_finite(model: torch.nn.Module) -> str | None:

@@ -31,6 +31,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,21 @@ def _train_config(args: argparse.Namespace, out: Path, record: dict[str, Any] | 
         raise UsageError(f"{str(out / source)!r} holds an invalid training setting: {err}") from err
 
 
-def _plan_training(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+@dataclass
+class _Plan:
+    """A training run, built in memory and checked, before anything is written."""
+
+    state: str  # what --out was: "new" or "run" (see _out_state)
+    resume: bool  # continue from the run's checkpoint (else start at step 0)
+    record: dict[str, Any]  # run.json: what the run was started with
+    tokenizer: CharTokenizer | BPETokenizer
+    model: GPT
+    cfg: TrainConfig
+    train_ids: torch.Tensor
+    val_ids: torch.Tensor
+
+
+def _plan_training(args: argparse.Namespace, out: Path) -> _Plan:
     """Read and check everything a training run needs, and build it in memory, before
     anything is written: a mistake leaves the folder exactly as it was."""
     state = _out_state(out)
@@ -257,25 +272,24 @@ def _plan_training(args: argparse.Namespace, out: Path) -> dict[str, Any]:
                   "preset": args.preset, "tokenizer": args.tokenizer, "vocab_size": args.vocab_size,
                   "tokenizer_sha256": tokenizer.fingerprint(), "model_config": model.config.to_dict(),
                   "train_flags": _train_flags(args)}
-    return dict(state=state, resume=resume, record=record or new_record, tokenizer=tokenizer,
-                model=model, cfg=cfg, train_ids=train_ids, val_ids=val_ids)
+    return _Plan(state, resume, record or new_record, tokenizer, model, cfg, train_ids, val_ids)
 
 
-def _write_run_start(out: Path, plan: dict[str, Any]) -> None:
+def _write_run_start(out: Path, plan: _Plan) -> None:
     """Under the lock: clear what a killed run left, then write the files a run starts with
     (run.json first: from then on the folder is a run and is continued, never refused)."""
     tidy_run_folder(out)
-    if plan["resume"]:
+    if plan.resume:
         return
     if not (out / RUN_FILE).is_file():
-        atomic_write_json(out / RUN_FILE, {"minillm_run_version": 1, **plan["record"]})
+        atomic_write_json(out / RUN_FILE, {"minillm_run_version": 1, **plan.record})
     tokenizer_file = out / TOKENIZER_FILE
     try:
-        unchanged = load_tokenizer(tokenizer_file).fingerprint() == plan["tokenizer"].fingerprint()
+        unchanged = load_tokenizer(tokenizer_file).fingerprint() == plan.tokenizer.fingerprint()
     except (OSError, ValueError):  # missing, or left damaged by a killed start
         unchanged = False
     if not unchanged:
-        plan["tokenizer"].save(tokenizer_file)
+        plan.tokenizer.save(tokenizer_file)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -288,16 +302,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     try:
         with lock:
             if is_main:
-                if _out_state(out) != plan["state"] or has_training_checkpoint(out) != plan["resume"]:
+                if _out_state(out) != plan.state or has_training_checkpoint(out) != plan.resume:
                     raise UsageError(f"{str(out)!r} changed while this command started (another "
                                      "minillm train?); run it again")
                 _write_run_start(out, plan)
-                print(f"{'resuming' if plan['resume'] else 'training'} {plan['model'].num_params():,} "
-                      f"parameters on {len(plan['train_ids']):,} tokens of {args.data!r} into "
+                print(f"{'resuming' if plan.resume else 'training'} {plan.model.num_params():,} "
+                      f"parameters on {len(plan.train_ids):,} tokens of {args.data!r} into "
                       f"{str(out)!r}", file=sys.stderr)
-            history = train(plan["model"], plan["train_ids"], plan["val_ids"], plan["cfg"],
-                            tokenizer=plan["tokenizer"], resume=plan["resume"],
-                            progress=not args.no_progress)
+            history = train(plan.model, plan.train_ids, plan.val_ids, plan.cfg,
+                            tokenizer=plan.tokenizer, resume=plan.resume, progress=not args.no_progress)
     except FileLockedError as err:
         raise UsageError(f"{str(out)!r} is in use: another minillm train is writing to it "
                          "(wait for it to finish, or stop it first)") from err

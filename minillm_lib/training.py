@@ -245,16 +245,14 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:<index> or mps") from err
-    if device.type == "cuda" and not (torch.cuda.is_available()
-                                      and (device.index or 0) < torch.cuda.device_count()):
-        found = f"{torch.cuda.device_count()} CUDA device(s)" if torch.cuda.is_available() else "no CUDA"
-        raise ValueError(f"device {name!r} is not available: this machine has {found} "
+    # torch.cpu, torch.cuda, torch.xpu, ...: is_available() and device_count(); MPS answers in
+    # torch.backends. A type with neither ("meta", "hpu" without its plugin) cannot train here.
+    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
+    if not hasattr(backend, "is_available"):
+        raise ValueError(f"device {name!r} is not supported: use auto, cpu, cuda, cuda:<index> or mps")
+    if not backend.is_available() or (device.index or 0) >= getattr(backend, "device_count", lambda: 1)():
+        raise ValueError(f"device {name!r} is not available on this machine "
                          "(use --device cpu or auto)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} is not available: this machine has no Apple MPS "
-                         "(use --device cpu or auto)")
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"device {name!r} is not supported: use auto, cpu, cuda or mps")
     return device
 
 

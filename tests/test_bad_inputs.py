@@ -109,6 +109,7 @@ class Case:
 
 
 TRAIN = ["train", "--data", "{data}", *TINY]
+RESUME = ["train", "--data", "{data}", "--no-progress"]  # the run's own settings
 CASES = [
     # 1: export into the run itself, into another run, into a folder of the user's
     Case("export into its run", ["export", "{run}", "{run}"], ["'{run}'", "the run folder itself"]),
@@ -126,14 +127,14 @@ CASES = [
     Case("train into a file", [*TRAIN, "--out", "{data}"], ["hamlet.txt'", "is a file"]),
     Case("train on a missing GPU", [*TRAIN, "--device", "cuda:99", "--out", "{tmp}/new"], ["'cuda:99'"]),
     # 4: a second train into a run in use
-    Case("train into a run in use", [*TRAIN, "--max-iters", "8", "--out", "{run}"], ["'{run}'", "in use"]),
+    Case("train into a run in use", [*RESUME, "--max-iters", "8", "--out", "{run}"], ["'{run}'", "in use"]),
     # 5: a tokenizer that is not the model's
     Case("sample, other tokenizer", ["sample", "{run}"], ["tokenizer", "vocab_size"], other_tokenizer),
     Case("eval, edited tokenizer", ["eval", "{run}", "--data", "{data}"], ["tokenizer", "fingerprint"],
          edited_tokenizer),
     Case("export, edited tokenizer", ["export", "{run}", "{tmp}/hf"], ["tokenizer", "fingerprint"],
          edited_tokenizer),
-    Case("train, other tokenizer", [*TRAIN, "--max-iters", "8", "--out", "{run}"], ["tokenizer.json'"],
+    Case("train, other tokenizer", [*RESUME, "--max-iters", "8", "--out", "{run}"], ["tokenizer.json'"],
          other_tokenizer),
     # 6: a batch size that is not positive
     Case("eval --batch-size -1", ["eval", "{run}", "--batch-size", "-1"], ["--batch-size", "-1"]),
@@ -161,12 +162,13 @@ CASES = [
          lambda run: edit_json(run / "config.json", lambda m: m["config"].__setitem__("norm_eps", math.nan))),
     Case("tokenizer.json without chars", ["sample", "{run}"], ["tokenizer.json'", "'chars'"],
          lambda run: edit_json(run / "tokenizer.json", lambda t: t.pop("chars"))),
-    Case("train_state.json {}", [*TRAIN, "--out", "{run}"], ["train_state.json'"],
+    Case("train_state.json {}", [*RESUME, "--out", "{run}"], ["train_state.json'"],
          lambda run: (run / "train_state.json").write_text("{}")),
-    Case("train_state.json string step", [*TRAIN, "--out", "{run}"], ["train_state.json'", "step", "'4'"],
+    Case("train_state.json string step", [*RESUME, "--out", "{run}"], ["train_state.json'", "step", "'4'"],
          train_state(lambda m: m.__setitem__("step", "4"))),
     # 11: a checkpoint pointing elsewhere; a resume that would silently change the run
-    Case("tensors_file outside the run", [*TRAIN, "--out", "{run}"], ["tensors_file", "../outside"],
+    Case("tensors_file outside the run", [*RESUME, "--max-iters", "8", "--out", "{run}"],
+         ["tensors_file", "../outside"],
          outside_tensors_file),
     Case("resume with other data", ["train", "--data", "{tmp}/other.txt", "--out", "{run}"],
          ["other.txt'", "not the corpus"], lambda run: (run.parent / "other.txt").write_text(LINES[0] * 99)),
@@ -319,13 +321,19 @@ def refuses_or_loads(load, path: Path) -> None:
         assert path.name in str(err) or "tokenizer" in str(err) or "weights in" in str(err), err
 
 
-@PROPERTIES
-@given(data=st.data())
-def test_random_config_json_never_crashes_load_model(data, base_run, loader_run, tmp_path):
+def run_with(data, name: str, base_run: Path, loader_run: dict, tmp_path: Path) -> Path:
+    """A copy of the base run (made once per test) whose file ``name`` holds drawn contents."""
     run = tmp_path / "run"
     if not run.exists():
         shutil.copytree(base_run / "run", run)
-    (run / "config.json").write_bytes(data.draw(file_contents(loader_run["config.json"])))
+    (run / name).write_bytes(data.draw(file_contents(loader_run[name])))
+    return run
+
+
+@PROPERTIES
+@given(data=st.data())
+def test_random_config_json_never_crashes_load_model(data, base_run, loader_run, tmp_path):
+    run = run_with(data, "config.json", base_run, loader_run, tmp_path)
     refuses_or_loads(lambda: load_model(run), run / "config.json")
 
 
@@ -343,10 +351,7 @@ def test_random_tokenizer_json_never_crashes_load_tokenizer(data, loader_run, tm
 @PROPERTIES
 @given(data=st.data())
 def test_random_train_state_json_never_crashes_the_resume(data, base_run, loader_run, tmp_path):
-    run = tmp_path / "run"
-    if not run.exists():
-        shutil.copytree(base_run / "run", run)
-    (run / "train_state.json").write_bytes(data.draw(file_contents(loader_run["train_state.json"])))
+    run = run_with(data, "train_state.json", base_run, loader_run, tmp_path)
     model = GPT(GPTConfig.from_dict(loader_run["train_state.json"]["model_config"]))
     optimizer = configure_optimizer(model)
 
