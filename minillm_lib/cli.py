@@ -26,12 +26,12 @@ Anything unexpected is one line too; ``--debug`` shows its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,9 @@ def _read_run_record(out: Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or any(not isinstance(record.get(k), t) for k, t in kinds.items()) \
             or not is_int(record.get("vocab_size"), 1):
         raise UsageError(f"{str(out / RUN_FILE)!r} is damaged: it needs {sorted([*kinds, 'vocab_size'])}")
+    if record["preset"] not in PRESETS or record["tokenizer"] not in ("char", "bpe"):
+        raise UsageError(f"{str(out / RUN_FILE)!r} is damaged: unknown preset {record['preset']!r:.40} "
+                         f"or tokenizer {record['tokenizer']!r:.40}")
     return record
 
 
@@ -192,18 +195,19 @@ def _train_config(args: argparse.Namespace, out: Path, record: dict[str, Any] | 
     """The run's TrainConfig. A continued run keeps its settings (``saved``, from its
     checkpoint), but flags given now (say a larger --max-iters) win. A new run starts from
     the preset's recipe, with the flags the run was started with (``record``) and now."""
-    given = {**_train_flags(args), "compile": args.compile, "out_dir": str(out)}
-    try:
+    try:  # what the run's files say, checked alone: a bad value there is named with its file
         if saved is None:
-            recorded = record["train_flags"] if record is not None else {}
-            return TrainConfig.from_preset(args.preset, **{**recorded, **given})
-        return TrainConfig(**{**saved, **given})
-    except TypeError as err:  # a key TrainConfig does not have
+            stored = TrainConfig.from_preset(args.preset,
+                                             **(record["train_flags"] if record is not None else {}))
+        else:
+            stored = TrainConfig(**saved)
+    except (TypeError, ValueError) as err:  # a key TrainConfig does not have, or a bad value
         source = TRAIN_STATE_FILE if saved is not None else RUN_FILE
         raise UsageError(f"{str(out / source)!r} holds an invalid training setting: {err}") from err
+    return dataclasses.replace(stored, **_train_flags(args), compile=args.compile, out_dir=str(out))
 
 
-@dataclass
+@dataclasses.dataclass
 class _Plan:
     """A training run, built in memory and checked, before anything is written."""
 
@@ -251,7 +255,10 @@ def _plan_training(args: argparse.Namespace, out: Path) -> _Plan:
             overrides = {name: getattr(args, name) for name in MODEL_FLAGS if getattr(args, name) is not None}
             config = GPTConfig.from_preset(args.preset, vocab_size=tokenizer.vocab_size, **overrides)
         else:  # the same text and tokenizer settings, so the same tokenizer
-            config = GPTConfig.from_dict(record["model_config"])
+            try:
+                config = GPTConfig.from_dict(record["model_config"])
+            except (TypeError, ValueError) as err:
+                raise UsageError(f"{str(out / RUN_FILE)!r} holds an invalid model_config: {err}") from err
             _check_model_flags(args, config, out)
         cfg = _train_config(args, out, record, None)
         # Seed before the weights are drawn: every run (and every torchrun process) starts alike.

@@ -91,6 +91,14 @@ def train_state(change):
     return lambda run: edit_json(run / "train_state.json", change)
 
 
+def before_checkpoint(change):  # a run stopped before its first checkpoint, run.json changed
+    def setup(run: Path) -> None:
+        for path in run.glob("train_state*"):
+            path.unlink()
+        edit_json(run / "run.json", change)
+    return setup
+
+
 def outside_tensors_file(run: Path) -> None:  # 11: the checkpoint points out of its folder
     name = json.loads((run / "train_state.json").read_text())["tensors_file"]
     shutil.copy(run / name, run.parent / "outside.safetensors")
@@ -166,6 +174,14 @@ CASES = [
          lambda run: (run / "train_state.json").write_text("{}")),
     Case("train_state.json string step", [*RESUME, "--out", "{run}"], ["train_state.json'", "step", "'4'"],
          train_state(lambda m: m.__setitem__("step", "4"))),
+    Case("train_state.json bad lr", [*RESUME, "--out", "{run}"], ["train_state.json'", "lr", "'fast'"],
+         train_state(lambda m: m["train_config"].__setitem__("lr", "fast"))),
+    Case("run.json bad lr", [*RESUME, "--out", "{run}"], ["run.json'", "lr", "'fast'"],
+         before_checkpoint(lambda r: r["train_flags"].__setitem__("lr", "fast"))),
+    Case("run.json bad model_config", [*RESUME, "--out", "{run}"], ["run.json'", "n_layer", "'x'"],
+         before_checkpoint(lambda r: r["model_config"].__setitem__("n_layer", "x"))),
+    Case("run.json unknown preset", [*RESUME, "--out", "{run}"], ["run.json'", "'nope'"],
+         before_checkpoint(lambda r: r.__setitem__("preset", "nope"))),
     # 11: a checkpoint pointing elsewhere; a resume that would silently change the run
     Case("tensors_file outside the run", [*RESUME, "--max-iters", "8", "--out", "{run}"],
          ["tensors_file", "../outside"],
