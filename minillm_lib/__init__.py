@@ -44,9 +44,10 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "checkpoint": ("save_model", "load_model", "check_tokenizer", "save_training_checkpoint",
                    "load_training_checkpoint"),
     "zoo": ("load_course_model", "course_model_info"),
-    # sampling and the KV cache (chapters 9-10)
+    # sampling and the KV cache (chapters 9-10), and judging what comes out
     "sampling": ("generate", "stream", "SamplingOptions", "temperature_scale", "top_k_filter",
                  "top_p_filter", "min_p_filter", "repetition_penalty"),
+    "evaluation": ("real_word_rate", "sample_quality", "Vocabulary"),
     # fine-tuning and compression (chapters 11-13)
     "lora": ("LoRALinear", "apply_lora", "merge_lora", "save_lora", "load_lora",
              "count_trainable", "lora_layers", "lora_state_dict"),
@@ -84,6 +85,7 @@ if TYPE_CHECKING:  # what editors and type checkers see: the same names, importe
     )
     from .config import PRESETS, TRAIN_PRESETS, GPTConfig
     from .data import CorpusError, get_batch, iter_eval_batches, load_corpus, train_val_split
+    from .evaluation import Vocabulary, real_word_rate, sample_quality
     from .finetune import (
         add_special_tokens,
         dpo_loss,

@@ -5,6 +5,8 @@ terminal.
     python -m minillm_lib sample runs/baby --prompt "ROMEO:" --temperature 0.8 --top-k 40
     python -m minillm_lib eval runs/baby --data shakespeare
     python -m minillm_lib export runs/baby hf/baby        # a transformers folder: model + tokenizer
+    python -m minillm_lib chat runs/chat                  # talk to an instruction-tuned run
+    python -m minillm_lib export runs/baby --web baby.html   # one offline page that runs the model
 
 A run folder holds what the run was started with (run.json: corpus, preset, tokenizer),
 the model (model.safetensors + config.json), its tokenizer.json, the training checkpoint
@@ -16,7 +18,7 @@ minillm_lib train ...``.
 Nothing saved is lost: ``train`` writes only into a new or empty folder or the run it
 continues, checks every argument before it writes anything, refuses a second ``train``
 into a folder in use, and saves a checkpoint on Ctrl-C; ``export`` writes only a new
-folder. Checksums and the tokenizer's fingerprint are checked on every load.
+folder (or, with ``--web``, a new file). Checksums and the tokenizer's fingerprint are checked on every load.
 
 Mistakes (a missing folder, an unknown preset, an unreadable corpus, a damaged file) end
 with a one-line message and exit code 2; a diverged run with exit code 1; Ctrl-C with 130.
@@ -56,15 +58,20 @@ from .files import (
     FileLockedError,
     atomic_folder,
     atomic_write_json,
+    atomic_write_text,
     file_lock,
     read_json,
     sha256_hex,
 )
+from .finetune import CHAT_SPECIAL_TOKENS, END, encode_chat
 from .interop import to_hf, to_hf_tokenizer
 from .model import GPT
 from .sampling import stream
 from .tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 from .training import (
+    DTYPES,
+    OPTIMIZERS,
+    SCHEDULES,
     TRAIN_LOG_FILE,
     NonFiniteLossError,
     TrainConfig,
@@ -89,11 +96,14 @@ MAX_NEW_TOKENS = 1_000_000
 MODEL_FLAGS = {"n_layer": int, "n_head": int, "n_embd": int, "block_size": int, "dropout": float}
 # Flags that set a TrainConfig field; not given keeps the preset's training recipe
 # (TRAIN_PRESETS, else TrainConfig's default) or, when a run continues, the value it was
-# trained with. --device and --dtype are added with their own help.
+# trained with.
 TRAIN_FLAGS = {"batch_size": int, "max_iters": int, "lr": float, "min_lr": float,
                "warmup_iters": int, "lr_decay_iters": int, "weight_decay": float,
                "grad_clip": float, "grad_accum_steps": int, "eval_interval": int,
-               "ckpt_interval": int, "seed": int, "device": str, "dtype": str}
+               "ckpt_interval": int, "seed": int, "decay_fraction": float, "device": str,
+               "dtype": str, "optimizer": str, "schedule": str}
+CHOICES = {"device": None, "dtype": list(DTYPES), "optimizer": list(OPTIMIZERS),
+           "schedule": list(SCHEDULES)}  # flags added with their own help
 
 
 class UsageError(Exception):
@@ -248,6 +258,11 @@ def _plan_training(args: argparse.Namespace, out: Path) -> _Plan:
                 record is not None and tokenizer.fingerprint() != record["tokenizer_sha256"]):
             raise UsageError(f"{str(out / TOKENIZER_FILE)!r} is not the tokenizer this run was "
                              "trained with (swapped or edited?)")
+        trained_with = meta["train_config"].get("optimizer", "adamw")
+        if args.optimizer is not None and args.optimizer != trained_with:  # its state is the run's
+            raise UsageError(f"{str(out)!r} holds a run trained with --optimizer {trained_with!r}, "
+                             f"not {args.optimizer!r}: an optimizer cannot change mid-run; drop "
+                             "--optimizer to continue it, or train into a new --out folder")
         cfg = _train_config(args, out, record, meta["train_config"])
     else:  # a new run, or one stopped before its first checkpoint: it starts from step 0
         tokenizer = _build_tokenizer(args, text)
@@ -392,6 +407,49 @@ def cmd_sample(args: argparse.Namespace) -> None:
         _print_as_it_comes(tokenizer, new_ids)
 
 
+# ---------------------------------------------------------------- chat
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    """Talk to an instruction-tuned run (chapter 13): each line you type is one prompt, put in
+    the chat template; the reply streams until the model writes <|end|>."""
+    device = resolve_device(args.device)
+    _, model, tokenizer = _load_run(args.run, device)
+    missing = [name for name in CHAT_SPECIAL_TOKENS if name not in tokenizer.special_tokens]
+    if missing:
+        raise UsageError(f"{args.run!r} was not instruction-tuned: its tokenizer has no "
+                         f"{', '.join(missing)} token (fine-tune it on dialogues first, as in "
+                         "chapter 13)")
+    end_id = tokenizer.special_tokens[END]
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Type a message and press Enter (an empty line or Ctrl-D ends the chat).",
+              file=sys.stderr)
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True, file=sys.stderr)
+        line = sys.stdin.readline()
+        if not line.strip():
+            return
+        try:
+            ids = encode_chat(tokenizer, line.rstrip("\n"))
+        except ValueError as err:  # a character the model never saw, or a forged <|end|>
+            print(f"minillm chat: {' '.join(str(err).split())}", file=sys.stderr)
+            continue
+        context = ids[-model.config.block_size:]
+        idx = torch.tensor([context], dtype=torch.long, device=device)
+        room = model.config.block_size - len(context)
+        if room < 1:
+            print(f"minillm chat: that message fills the model's whole context of "
+                  f"{model.config.block_size} tokens; write a shorter one", file=sys.stderr)
+            continue
+        print("model> ", end="", flush=True)
+        new_ids = stream(model, idx, min(args.max_new_tokens, room), temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, eos_id=end_id, generator=generator)
+        _print_as_it_comes(tokenizer, (i for i in new_ids if i != end_id))
+
+
 # ---------------------------------------------------------------- eval and export
 
 
@@ -435,8 +493,30 @@ def _check_export_folder(out: Path, run: Path) -> None:
         raise UsageError(f"{str(out)!r} is not empty: export writes only a new or empty folder")
 
 
+def export_web(model: GPT, tokenizer: CharTokenizer | BPETokenizer, title: str, out: str) -> None:
+    """Write one self-contained HTML page (weights inlined) that runs the model in a browser:
+    prompt box, sampling sliders, attention view (minillm_lib.viz.live.web_page). Never over
+    an existing file."""
+    from .viz.live import web_page  # the explorers are only needed here
+
+    path = Path(out)
+    if path.exists() or path.is_symlink():
+        raise UsageError(f"{out!r} already exists: choose another file name (nothing is overwritten)")
+    if not path.parent.is_dir():
+        raise UsageError(f"folder {str(path.parent)!r} does not exist")
+    page = web_page(model, tokenizer, title=title)
+    atomic_write_text(path, page)
+    print(f"wrote {out!r} ({len(page.encode()) / 1e6:.2f} MB): open it in a browser, it needs no server or network")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
+    if (args.out is None) == (args.web is None):
+        raise UsageError("give an output folder or --web OUT.html, not both" if args.out
+                         else "give an output folder (transformers) or --web OUT.html (a web page)")
     folder, model, tokenizer = _load_run(args.run, torch.device("cpu"))
+    if args.web is not None:
+        export_web(model, tokenizer, f"minillm: {folder.name}", args.web)
+        return
     out = Path(args.out)
     _check_export_folder(out, folder)
     hf_model = to_hf(model)  # ValueError if no transformers class fits the config
@@ -493,10 +573,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in MODEL_FLAGS.items():
         p.add_argument(_flag(name), type=kind, help="override the preset")
     for name, kind in TRAIN_FLAGS.items():
-        if name not in ("device", "dtype"):
+        if name not in CHOICES:
             p.add_argument(_flag(name), type=kind, help=f"TrainConfig.{name}")
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    for name in ("dtype", "optimizer", "schedule"):
+        p.add_argument(f"--{name}", choices=CHOICES[name], help=f"TrainConfig.{name}")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--out", required=True, help="run folder: new, empty, or a run to continue")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -526,10 +607,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
+    p = commands.add_parser("chat", parents=[common], help="talk to an instruction-tuned run "
+                            "(chapter 13), one line per message")
+    p.add_argument("run", help="run folder of an instruction-tuned model")
+    p.add_argument("--max-new-tokens", type=_int_in(1, MAX_NEW_TOKENS), default=200)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_chat)
+
     p = commands.add_parser("export", parents=[common], help="write a run as a new Hugging Face "
-                            "transformers folder (model and tokenizer)")
+                            "transformers folder (model and tokenizer), or as a web page that "
+                            "runs it (--web)")
     p.add_argument("run", help="run folder")
-    p.add_argument("out", help="new folder for save_pretrained (must not exist, or be empty)")
+    p.add_argument("out", nargs="?", help="new folder for save_pretrained (must not exist, or be empty)")
+    p.add_argument("--web", metavar="OUT.html", help="write one offline HTML page that runs the "
+                   "model instead (a new file)")
     p.set_defaults(func=cmd_export)
     return parser
 

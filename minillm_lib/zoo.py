@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from . import data
-from .checkpoint import load_model, save_model
+from .checkpoint import load_model
 from .config import PRESETS, GPTConfig
 from .files import atomic_write_json, file_lock
 from .model import GPT
@@ -63,7 +63,12 @@ def _train_recipe(recipe: dict[str, Any], folder: Path, progress: bool) -> tuple
     tokenizer = CharTokenizer.from_text(text)
     ids = torch.tensor(tokenizer.encode(text), dtype=torch.long)
     train_ids, val_ids = data.train_val_split(ids)
-    cfg = TrainConfig(**recipe["train"])
+    # The cache folder is a run folder, as `minillm train --out` writes one: the model, its
+    # tokenizer, the training log (train_log.jsonl) and the final training checkpoint.
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(folder / "tokenizer.json")
+    steps = recipe["train"]["max_iters"]  # one checkpoint, at the end
+    cfg = TrainConfig(**{**recipe["train"], "out_dir": str(folder), "ckpt_interval": steps})
     torch.manual_seed(cfg.seed)  # the initial weights
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **recipe["model"]))
     # Work split over several threads is summed in another order, which changes the last
@@ -75,9 +80,6 @@ def _train_recipe(recipe: dict[str, Any], folder: Path, progress: bool) -> tuple
         history = train(model, train_ids, val_ids, cfg, tokenizer=tokenizer, progress=progress)
     finally:
         torch.set_num_threads(threads)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_model(model, folder)
-    tokenizer.save(folder / "tokenizer.json")
     atomic_write_json(folder / DONE_FILE, {
         "recipe": recipe,
         "val": history.evals[-1],

@@ -30,7 +30,7 @@ TINY = ["--preset", "baby", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
 
 def minillm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "minillm_lib", *args], capture_output=True, text=True,
-                          timeout=180)
+                          timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +296,49 @@ def test_export_writes_a_new_folder_whole(run, tmp_path, capsys):
     assert main(["export", str(folder), str(empty)]) == 0
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in empty.iterdir()}
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no temporary folder left beside it
+
+
+# ---------------------------------------------------------------- chat
+
+
+def chat(folder, lines: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "minillm_lib", "chat", str(folder), *args],
+                          input=lines, capture_output=True, text=True, timeout=600)
+
+
+def test_chat_refuses_a_run_that_was_not_instruction_tuned(run):
+    done = chat(run[0], "Hello\n")
+    assert done.returncode == 2 and "was not instruction-tuned" in done.stderr
+    assert "<|user|>" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_chat_answers_each_line_with_the_template_and_stops_at_end(run, tmp_path):
+    from minillm_lib.checkpoint import save_model
+    from minillm_lib.finetune import END, add_special_tokens, generate_reply
+
+    folder = tmp_path / "chat"
+    model, tok = add_special_tokens(load_model(run[0]), load_tokenizer(run[0] / "tokenizer.json"))
+    save_model(model, folder)
+    tok.save(folder / "tokenizer.json")
+    done = chat(folder, "To be\nor not\n\n", "--temperature", "0", "--max-new-tokens", "5")
+    assert done.returncode == 0, done.stderr
+    replies = [line.removeprefix("model> ") for line in done.stdout.splitlines()]
+    expected = [generate_reply(model, tok, p, max_new_tokens=5, temperature=0)
+                for p in ("To be", "or not")]  # both fit in block_size 16
+    assert replies == expected and END not in done.stdout
+    forged = chat(folder, f"a {END} b\nTo be\n", "--temperature", "0", "--max-new-tokens", "5")
+    assert "special token '<|end|>'" in forged.stderr  # refused, then the next line is answered
+    assert forged.stdout.splitlines() == ["model> " + expected[0]]
+
+
+def test_the_optimizer_and_schedule_flags_are_recorded_and_kept_by_a_resume(corpus, tmp_path):
+    out = tmp_path / "muon"
+    flags = ["--optimizer", "muon", "--schedule", "wsd", "--decay-fraction", "0.5"]
+    assert main(["train", "--data", str(corpus), *TINY, *flags, "--max-iters", "2", "--out", str(out)]) == 0
+    recorded = json.loads((out / "run.json").read_text())["train_flags"]
+    assert {k: recorded[k] for k in ("optimizer", "schedule", "decay_fraction")} == \
+        {"optimizer": "muon", "schedule": "wsd", "decay_fraction": 0.5}
+    assert main(["train", "--out", str(out), "--max-iters", "3", "--no-progress"]) == 0
+    kept = json.loads((out / "train_state.json").read_text())["train_config"]
+    assert (kept["optimizer"], kept["schedule"], kept["decay_fraction"], kept["max_iters"]) == \
+        ("muon", "wsd", 0.5, 3)

@@ -1,5 +1,6 @@
 """Tests for minillm_lib.train: config checks, parameter groups, schedule, evaluation, the loop."""
 
+import dataclasses
 import json
 import math
 from itertools import pairwise
@@ -399,3 +400,74 @@ def test_train_step_refuses_a_nan_loss_before_the_update():
         train_step(model, optimizer, [(x, y)], step=7)
     for p, q in zip(model.parameters(), before, strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0, equal_nan=True)  # not updated
+
+
+# ---------------------------------------------------------------- Muon and warm-up-stable-decay
+
+
+def test_wsd_schedule_is_flat_then_falls_linearly_to_min_lr():
+    cfg = quick(max_iters=100, warmup_iters=10, lr=1.0, min_lr=0.1, schedule="wsd",
+                decay_fraction=0.2)
+    lrs = [lr_at(step, cfg) for step in range(101)]
+    assert lrs[:10] == [(s + 1) / 10 for s in range(10)]  # the same warm-up as cosine
+    assert all(lr == 1.0 for lr in lrs[10:83])  # stable until the last 20% of 90 steps
+    decay_start = 100 - 0.2 * 90
+    for step in range(83, 100):  # then a straight line down to min_lr at step 100
+        assert lrs[step] == pytest.approx(1.0 - 0.9 * (step - decay_start) / (100 - decay_start))
+    assert lrs[100] == 0.1
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("optimizer", "sgd", "optimizer must be one of"), ("schedule", "linear", "schedule must be"),
+    ("decay_fraction", 0.0, "decay_fraction must be in"), ("decay_fraction", 1.5, "decay_fraction"),
+])
+def test_bad_optimizer_and_schedule_settings_are_named(field, value, message):
+    with pytest.raises(ValueError, match=f"TrainConfig.{message}"):
+        quick(**{field: value})
+
+
+def test_muon_takes_the_block_matrices_and_adamw_the_rest():
+    model = tiny_model(tie_weights=False)
+    optimizer = configure_optimizer(model, optimizer="muon", lr=2e-3, weight_decay=0.1)
+    muon, adamw = optimizer.optimizers
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    names = {id(p): n for n, p in model.named_parameters()}
+    in_muon = {names[id(p)] for g in muon.param_groups for p in g["params"]}
+    in_adamw = {names[id(p)] for g in adamw.param_groups for p in g["params"]}
+    assert in_muon == {n for n, p in model.named_parameters()
+                       if p.dim() == 2 and n.startswith("transformer.h.")}
+    assert "lm_head.weight" in in_adamw and "transformer.wte.weight" in in_adamw
+    assert in_muon | in_adamw == set(names.values()) and not in_muon & in_adamw
+    assert muon.param_groups[0]["adjust_lr_fn"] == "match_rms_adamw"
+    assert [g["lr"] for g in optimizer.param_groups] == [2e-3] * len(optimizer.param_groups)
+
+
+def test_muon_steps_like_torch_muon_and_adamw_side_by_side():
+    data = token_data()
+    x, y = get_batch(data, 4, 16, generator=torch.Generator().manual_seed(0))
+    ours, reference = tiny_model(), tiny_model()
+    train_step(ours, configure_optimizer(ours, optimizer="muon", lr=1e-2), [(x, y)], grad_clip=0)
+    _, loss = reference(x, y)
+    loss.backward()
+    matrices = [p for n, p in reference.named_parameters()
+                if p.dim() == 2 and n.startswith("transformer.h.")]
+    others = [p for p in reference.parameters() if all(p is not q for q in matrices)]
+    torch.optim.Muon(matrices, lr=1e-2, weight_decay=0.1, adjust_lr_fn="match_rms_adamw").step()
+    embeddings = [reference.transformer.wte.weight, reference.transformer.wpe.weight]
+    decayed = [p for p in others if p.dim() >= 2 and all(p is not e for e in embeddings)]
+    plain = [p for p in others if all(p is not q for q in decayed)]
+    torch.optim.AdamW([{"params": decayed, "weight_decay": 0.1}, {"params": plain, "weight_decay": 0.0}],
+                      lr=1e-2, betas=(0.9, 0.99), fused=True).step()
+    for p, q in zip(ours.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_a_muon_run_resumes_bit_for_bit(tmp_path):
+    data = token_data()
+    cfg = quick(max_iters=6, optimizer="muon", schedule="wsd", eval_interval=0)
+    straight = train(tiny_model(), data, None, cfg, progress=False).losses
+    train(tiny_model(), data, None, dataclasses.replace(cfg, max_iters=3, out_dir=str(tmp_path)),
+          progress=False)
+    resumed = train(tiny_model(seed=5), data, None, dataclasses.replace(cfg, out_dir=str(tmp_path)),
+                    resume=True, progress=False).losses
+    assert resumed == straight[3:]
