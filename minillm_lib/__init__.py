@@ -40,8 +40,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
                 "PretrainedUnavailableError"),
     # training and saving (chapter 8)
     "training": ("TrainConfig", "configure_optimizer", "lr_at", "train_step", "train", "evaluate",
-                 "NonFiniteLossError"),
-    "checkpoint": ("save_model", "load_model", "save_training_checkpoint",
+                 "NonFiniteLossError", "NonFiniteWeightsError"),
+    "checkpoint": ("save_model", "load_model", "check_tokenizer", "save_training_checkpoint",
                    "load_training_checkpoint"),
     "zoo": ("load_course_model", "course_model_info"),
     # sampling and the KV cache (chapters 9-10), and judging what comes out
@@ -77,6 +77,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what editors and type checkers see: the same names, imported eagerly
     from .attention import CausalSelfAttention, KVCache, causal_mask
     from .checkpoint import (
+        check_tokenizer,
         load_model,
         load_training_checkpoint,
         save_model,
@@ -137,6 +138,7 @@ if TYPE_CHECKING:  # what editors and type checkers see: the same names, importe
     from .tokenizers import SPLIT_PATTERNS, BPETokenizer, CharTokenizer, load_tokenizer
     from .training import (
         NonFiniteLossError,
+        NonFiniteWeightsError,
         TrainConfig,
         configure_optimizer,
         evaluate,

@@ -24,13 +24,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence, Set
 from functools import cached_property
 from itertools import chain, pairwise
-from pathlib import Path
 from typing import Any, Literal
 
 import regex
 
 from ._checks import is_int
-from .files import atomic_write_text
+from .files import atomic_write_text, read_json, sha256_hex
 
 # Pre-tokenization: BPE never merges across the boundaries of these chunks, so a token cannot
 # glue the end of one word to the start of the next. Both are the regexes tiktoken ships
@@ -159,6 +158,14 @@ class Tokenizer:
                 f"{cls.type_name!r}; use load_tokenizer() to load any type"
             )
         return tokenizer
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the tokenizer's canonical JSON (sorted keys, no spaces): equal for
+        equal vocabularies, different if a single token differs. A model saved with its
+        tokenizer records it, so a swapped or edited tokenizer.json is caught on load."""
+        data = {"type": self.type_name, **self._to_dict()}
+        text = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return sha256_hex(text.encode("utf-8"))
 
     def _to_dict(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -432,7 +439,16 @@ class BPETokenizer(Tokenizer):
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> BPETokenizer:
         merges = data["merges"]
+        if not isinstance(merges, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(is_int(i, 0) for i in pair)
+            for pair in merges
+        ):
+            raise ValueError("'merges' must be a list of [id, id] pairs of integers >= 0")
         special_tokens: dict[str, int] = data.get("special_tokens", {})
+        if not isinstance(special_tokens, dict) or not all(
+            is_int(i) for i in special_tokens.values()
+        ):
+            raise ValueError("'special_tokens' must map token names to integer ids")
         # Ids of special tokens are not free: they follow the merges, in order.
         names = sorted(special_tokens, key=special_tokens.__getitem__)
         expected = {name: 256 + len(merges) + i for i, name in enumerate(names)}
@@ -452,15 +468,25 @@ class BPETokenizer(Tokenizer):
 
 
 def load_tokenizer(path: str | os.PathLike) -> CharTokenizer | BPETokenizer:
-    """Load a tokenizer saved by either class, choosing the class from the file's "type"."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """Load a tokenizer saved by either class, choosing the class from the file's "type".
+
+    Raises FileNotFoundError or ValueError naming the file for a missing, garbled or
+    incomplete file (never a KeyError or TypeError from deep inside).
+    """
+    data = read_json(path)
     classes = {cls.type_name: cls for cls in (CharTokenizer, BPETokenizer)}
     kind = data.get("type") if isinstance(data, dict) else None
-    if kind not in classes:
+    if not isinstance(kind, str) or kind not in classes:
         raise ValueError(
             f"{os.fspath(path)!r} has tokenizer type {kind!r}; expected one of {sorted(classes)}"
         )
-    return classes[kind]._from_dict(data)
+    try:
+        return classes[kind]._from_dict(data)
+    except KeyError as err:
+        raise ValueError(f"{os.fspath(path)!r} is not a whole {kind} tokenizer: it has no "
+                         f"{err.args[0]!r}") from None
+    except (TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{os.fspath(path)!r} holds an invalid {kind} tokenizer: {err}") from None
 
 
 # ---------------------------------------------------------------------------------------------

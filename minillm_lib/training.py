@@ -27,6 +27,9 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -43,6 +46,7 @@ from tqdm.auto import tqdm
 
 from ._checks import is_int, is_number
 from .checkpoint import (
+    first_non_finite,
     has_training_checkpoint,
     load_training_checkpoint,
     save_model,
@@ -50,6 +54,7 @@ from .checkpoint import (
 )
 from .config import PRESETS, TRAIN_PRESETS
 from .data import get_batch, iter_eval_batches
+from .files import atomic_write_text
 from .model import GPT
 from .tokenizers import Tokenizer
 
@@ -70,6 +75,21 @@ class NonFiniteLossError(RuntimeError):
         )
         self.step = step
         self.value = value
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """An update left a weight NaN or infinite (the loss before it was still finite); the
+    weights were not saved, so the last checkpoint holds the last finite ones."""
+
+    def __init__(self, step: int, name: str) -> None:
+        RuntimeError.__init__(
+            self,
+            f"weight {name!r} holds NaN or inf after step {step}: training stopped and this "
+            "step was not saved (lower the learning rate or enable grad_clip); the last "
+            "checkpoint saved, if any, is from before this step",
+        )
+        self.step = step
+        self.value = math.nan
 
 
 @dataclass
@@ -296,14 +316,28 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" -> CUDA if available, else Apple MPS, else CPU; any other name as given."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """"auto" -> CUDA if available, else Apple MPS, else CPU; any other name as given,
+    once it is known to exist here (ValueError otherwise: "cuda" on a machine without
+    a GPU fails now, not deep inside the first tensor copy)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:<index> or mps") from err
+    # torch.cpu, torch.cuda, torch.xpu, ...: is_available() and device_count(); MPS answers in
+    # torch.backends. A type with neither ("meta", "hpu" without its plugin) cannot train here.
+    backend = torch.backends.mps if device.type == "mps" else getattr(torch, device.type, None)
+    if not hasattr(backend, "is_available"):
+        raise ValueError(f"device {name!r} is not supported: use auto, cpu, cuda, cuda:<index> or mps")
+    if not backend.is_available() or (device.index or 0) >= getattr(backend, "device_count", lambda: 1)():
+        raise ValueError(f"device {name!r} is not available on this machine "
+                         "(use --device cpu or auto)")
+    return device
 
 
 def autocast(device: torch.device, dtype: str) -> AbstractContextManager:
@@ -371,6 +405,10 @@ def evaluate(
     With ``world_size`` > 1 (inside a process group) each process takes every
     world_size-th batch and the sums are added up across processes.
     """
+    if not is_int(batch_size, 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if len(data) < 2:
+        raise ValueError(f"data needs at least 2 tokens (one target) to evaluate, got {len(data)}")
     device = model.device
     block_size = model.config.block_size
     total = torch.zeros(2, dtype=torch.float64, device=device)  # (sum of losses, count)
@@ -390,7 +428,9 @@ def evaluate(
     if world_size > 1:
         dist.all_reduce(total)
     loss = (total[0] / total[1]).item()
-    result = {"loss": loss, "perplexity": math.exp(loss), "bits_per_token": loss / math.log(2)}
+    # exp overflows a float above a loss of ~709.8 nats: such a perplexity is infinite.
+    perplexity = math.inf if loss > math.log(sys.float_info.max) else math.exp(loss)
+    result = {"loss": loss, "perplexity": perplexity, "bits_per_token": loss / math.log(2)}
     if chars_per_token is None and tokenizer is not None:
         chars_per_token = measure_chars_per_token(tokenizer, data)
     if chars_per_token is not None:
@@ -466,15 +506,41 @@ class TrainHistory:
         return [record["loss"] for record in self.steps]
 
 
+def _log_lines_until(path: Path, step: int) -> list[str]:
+    """The lines of the log at ``path`` whose record is of a step <= ``step``: what a run
+    resumed from that step's checkpoint has done (later lines were written after it, and
+    will be written again). A line cut short by a crash is dropped."""
+    if not path.is_file():
+        return []
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if line.endswith("\n") and isinstance(record, dict) and is_int(record.get("step"), 0) \
+                and record["step"] <= step:
+            kept.append(line)
+    return kept
+
+
 class _RunLog:
     """Where the records of a run go: the history, train_log.jsonl and the callbacks
-    (the file and the callbacks on the main process only)."""
+    (the file and the callbacks on the main process only).
 
-    def __init__(self, history: TrainHistory, path: Path | None, append: bool, is_main: bool,
-                 on_step: Callable | None, on_eval: Callable | None) -> None:
+    resume_step: continue the log of a run resumed from this step's checkpoint, without the
+    records written after it (so no step appears twice); None starts a new log.
+    """
+
+    def __init__(self, history: TrainHistory, path: Path | None, resume_step: int | None,
+                 is_main: bool, on_step: Callable | None, on_eval: Callable | None) -> None:
         self.history, self.is_main = history, is_main
         self.callbacks = {"step": on_step, "eval": on_eval}
-        self.file = open(path, "a" if append else "w", encoding="utf-8") if path and is_main else None
+        self.file = None
+        if path and is_main:
+            if resume_step is not None:
+                atomic_write_text(path, "".join(_log_lines_until(path, resume_step)))
+            self.file = open(path, "w" if resume_step is None else "a", encoding="utf-8")
 
     def record(self, kind: str, info: dict[str, float]) -> None:
         (self.history.steps if kind == "step" else self.history.evals).append(info)
@@ -487,6 +553,41 @@ class _RunLog:
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
+
+
+class _StopOnCtrlC:
+    """Between ``start`` and ``stop``, the first Ctrl-C (SIGINT) only asks the training loop
+    to stop after the step it is in, so that it can save a checkpoint first; a second
+    Ctrl-C interrupts at once (the last checkpoint stays whole: every save is atomic).
+
+    Only on the main thread (where Python runs signal handlers), and not where SIGINT is
+    ignored (a job started in the background).
+    """
+
+    def __init__(self, active: bool) -> None:
+        self.active = active and threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        self.requested = False
+        self.previous: Any = None
+        self.started = False
+
+    def start(self) -> None:
+        if self.active:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.started = True
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        self.stop()  # the next Ctrl-C interrupts at once
+        print("\nCtrl-C: stopping after this step to save a checkpoint (press it again to "
+              "stop at once)", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self.started:
+            # None: the old handler was not set from Python; Python's own raises KeyboardInterrupt.
+            signal.signal(signal.SIGINT, signal.default_int_handler if self.previous is None
+                          else self.previous)
+            self.started = False
 
 
 def train(
@@ -517,12 +618,17 @@ def train(
         progress: show a progress bar with the loss and tokens/s.
 
     With cfg.out_dir set, a checkpoint (see checkpoint.save_training_checkpoint) and
-    the model (model.safetensors + config.json) are saved every cfg.ckpt_interval steps
-    and at the end, and every step and evaluation is appended to train_log.jsonl.
-    Under torchrun, only rank 0 logs, saves and calls the callbacks.
+    the model (model.safetensors + config.json, recording the tokenizer if it fits the
+    model) are saved every cfg.ckpt_interval steps and at the end, and every step and
+    evaluation is appended to train_log.jsonl. Weights that are not finite are never
+    saved. Ctrl-C stops after the current step and saves a checkpoint first (then raises
+    KeyboardInterrupt). A resumed run rewrites the model files from its checkpoint and
+    drops the log records written after it. Under torchrun, only rank 0 logs, saves and
+    calls the callbacks (and Ctrl-C interrupts at once).
 
     Raises:
         NonFiniteLossError: the loss or the gradient norm became NaN or infinite.
+        NonFiniteWeightsError: a weight became NaN or infinite (checked before each save).
     """
     n_processes = int(os.environ.get("WORLD_SIZE", "1"))
     if cfg.batch_size % n_processes != 0:
@@ -569,16 +675,31 @@ def train(
             log.record("eval", {"step": step, **result})
             bar.set_postfix_str(f"val loss {result['loss']:.4f}", refresh=False)
 
+    # The tokenizer is recorded with the model only if it is the model's (same size).
+    model_tokenizer = tokenizer if tokenizer is not None and \
+        tokenizer.vocab_size == model.config.vocab_size else None
+    saved_step = 0  # the step of the last checkpoint (0: none is needed yet)
+    ctrl_c = _StopOnCtrlC(is_main and out_dir is not None and world_size == 1)
+
     def save() -> None:
-        if is_main and out_dir is not None:
+        nonlocal saved_step
+        if out_dir is None:
+            return
+        bad = first_non_finite(model)  # on every process, so all of them stop together
+        if bad is not None:
+            raise NonFiniteWeightsError(step, bad)
+        if is_main:
             save_training_checkpoint(out_dir, model, optimizer, step=step, batch_rng=batch_rng,
                                      train_config=cfg.to_dict())
-            save_model(model, out_dir)
+            save_model(model, out_dir, tokenizer=model_tokenizer)
+        saved_step = step
 
     try:
         if resume:
-            step = load_training_checkpoint(out_dir, model, optimizer, batch_rng,
-                                            restore_global_rng=world_size == 1)
+            step = saved_step = load_training_checkpoint(out_dir, model, optimizer, batch_rng,
+                                                         restore_global_rng=world_size == 1)
+            if is_main:  # the model files may be older than the checkpoint, or damaged
+                save_model(model, out_dir, tokenizer=model_tokenizer)
             if world_size > 1:  # per-process dropout streams are not saved: start fresh ones
                 torch.manual_seed(cfg.seed + rank + step)
             bar.update(step)
@@ -588,14 +709,22 @@ def train(
                 train_model, device_ids=[device.index] if device.type == "cuda" else None)
         if is_main and out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
-        log = _RunLog(history, out_dir / TRAIN_LOG_FILE if out_dir else None, resume, is_main,
-                      on_step, on_eval)
+        log = _RunLog(history, out_dir / TRAIN_LOG_FILE if out_dir else None,
+                      step if resume else None, is_main, on_step, on_eval)
 
         model.train()
+        ctrl_c.start()
         if step == 0:
             run_eval()  # the loss before training: about ln(vocab_size) for a fresh model
         start_time = time.perf_counter()
         while step < cfg.max_iters:
+            if ctrl_c.requested:
+                if step != saved_step:
+                    save()
+                raise KeyboardInterrupt(
+                    f"stopped after step {step} of {cfg.max_iters}; the checkpoint of step "
+                    f"{step} is in {str(out_dir)!r}: run the same command to continue"
+                    if step else "stopped before the first step; nothing to save")
             t0 = time.perf_counter()
             lr = lr_at(step, cfg)
             for group in optimizer.param_groups:
@@ -615,6 +744,7 @@ def train(
             if (ckpt_interval and step % ckpt_interval == 0) or step == cfg.max_iters:
                 save()
     finally:
+        ctrl_c.stop()
         bar.close()
         if log is not None:
             log.close()

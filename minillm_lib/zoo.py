@@ -19,8 +19,6 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +27,10 @@ import torch
 from . import data
 from .checkpoint import load_model
 from .config import PRESETS, TRAIN_PRESETS, GPTConfig
-from .files import atomic_write_json
+from .files import atomic_write_json, file_lock
 from .model import GPT
 from .tokenizers import CharTokenizer, load_tokenizer
 from .training import TrainConfig, train
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory file locks, so no protection against parallel training
-    fcntl = None
 
 # Recipes are plain data: the corpus, the tokenizer, the number of CPU threads, every
 # GPTConfig field but vocab_size, and the TrainConfig fields that differ from its defaults.
@@ -61,20 +54,6 @@ DONE_FILE = "recipe.json"  # written last: its presence means the cached model i
 def recipe_hash(recipe: dict[str, Any]) -> str:
     """12 hex digits identifying a recipe (its JSON with sorted keys, hashed)."""
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (created if needed); waits while another holds it.
-    The operating system releases it if the process dies, so a crash leaves no stale lock."""
-    with open(path, "a") as f:
-        if fcntl is not None:
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _train_recipe(recipe: dict[str, Any], folder: Path, progress: bool) -> tuple[GPT, CharTokenizer]:
@@ -146,7 +125,7 @@ def load_course_model(
     recipe, folder = _course_folder(name, cache_dir, recipe)
     root = folder.parent
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f"{folder.name}.lock"):
+    with file_lock(root / f"{folder.name}.lock"):
         if (folder / DONE_FILE).is_file():
             return load_model(folder).eval(), load_tokenizer(folder / "tokenizer.json")
         if progress:

@@ -1,14 +1,17 @@
 """Model save/load (safetensors + config.json)."""
 
+import hashlib
 import json
+import re
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from minillm_lib.checkpoint import load_model, save_model
+from minillm_lib.checkpoint import check_tokenizer, load_model, save_model
 from minillm_lib.config import GPTConfig
 from minillm_lib.model import GPT
+from minillm_lib.tokenizers import CharTokenizer
 
 V = 41
 
@@ -51,12 +54,23 @@ def test_tied_weights_are_saved_once_and_retied(tmp_path):
     assert loaded.lm_head.weight is loaded.transformer.wte.weight
 
 
-def test_config_json_holds_config_and_version(tmp_path):
+def test_config_json_holds_config_version_and_checksum(tmp_path):
     model = small_gpt()
     save_model(model, tmp_path)
     meta = json.loads((tmp_path / "config.json").read_text())
-    assert meta["minillm_format_version"] == 1
+    assert meta["minillm_format_version"] == 2
     assert GPTConfig.from_dict(meta["config"]) == model.config
+    assert meta["weights_sha256"] == hashlib.sha256((tmp_path / "model.safetensors").read_bytes()).hexdigest()
+    assert "tokenizer" not in meta  # recorded only when saved with one
+
+
+def replace_weights(folder, tensors) -> None:
+    """Write ``tensors`` as the folder's model.safetensors and record their checksum in
+    config.json, as someone editing both files on purpose would."""
+    save_file(tensors, folder / "model.safetensors")
+    meta = json.loads((folder / "config.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    (folder / "config.json").write_text(json.dumps(meta))
 
 
 def test_dtype_is_preserved(tmp_path):
@@ -93,7 +107,7 @@ def test_missing_and_unexpected_tensors_are_named(tmp_path):
     tensors = load_file(tmp_path / "model.safetensors")
     del tensors["transformer.h.1.mlp.c_fc.bias"]
     tensors["transformer.h.2.mlp.c_fc.bias"] = torch.zeros(128)
-    save_file(tensors, tmp_path / "model.safetensors")
+    replace_weights(tmp_path, tensors)
     with pytest.raises(ValueError) as err:
         load_model(tmp_path)
     message = str(err.value)
@@ -105,6 +119,11 @@ def test_corrupted_files_are_clear_errors(tmp_path):
     save_model(small_gpt(), tmp_path)
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated download
+    with pytest.raises(ValueError, match="model.safetensors' does not match the SHA-256 checksum"):
+        load_model(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(  # a version 1 file: no checksum to compare
+        {"minillm_format_version": 1, "config": meta["config"]}))
     with pytest.raises(ValueError, match="model.safetensors' is not a valid safetensors file"):
         load_model(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
@@ -132,3 +151,40 @@ def test_failed_model_save_leaves_previous_checkpoint_loadable(tmp_path):
     with pytest.raises(RuntimeError):  # safetensors refuses tensors that share memory
         save_model(broken, tmp_path)
     same_logits(good, load_model(tmp_path))
+
+
+def test_a_model_saved_with_its_tokenizer_refuses_any_other(tmp_path):
+    tokenizer = CharTokenizer.from_text("".join(chr(ord("a") + i) for i in range(V)))
+    save_model(small_gpt(), tmp_path, tokenizer=tokenizer)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    assert meta["tokenizer"] == {"vocab_size": V, "sha256": tokenizer.fingerprint()}
+    check_tokenizer(tmp_path, tokenizer)  # its own: fine
+    check_tokenizer(tmp_path, CharTokenizer(list(tokenizer.chars)))  # an equal one: fine
+    swapped = CharTokenizer([tokenizer.chars[1], tokenizer.chars[0], *tokenizer.chars[2:]])
+    with pytest.raises(ValueError, match="not the one the model .* was saved with .*fingerprint"):
+        check_tokenizer(tmp_path, swapped)
+    with pytest.raises(ValueError, match="the tokenizer has 3 tokens but the model .* has vocab_size 41"):
+        check_tokenizer(tmp_path, CharTokenizer.from_text("abc"))
+    with pytest.raises(ValueError, match="the tokenizer has 3 tokens but the model's vocab_size is 41"):
+        save_model(small_gpt(), tmp_path / "other", tokenizer=CharTokenizer.from_text("abc"))
+
+
+def test_a_model_saved_without_a_tokenizer_checks_only_its_size(tmp_path):
+    save_model(small_gpt(), tmp_path)
+    check_tokenizer(tmp_path, CharTokenizer.from_text("".join(chr(ord("A") + i) for i in range(V))))
+    with pytest.raises(ValueError, match="has vocab_size 41"):
+        check_tokenizer(tmp_path, CharTokenizer.from_text("abc"))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("n_layer", 10**9, "it says n_layer=1000000000, the file holds 2 layers"),
+    ("vocab_size", 10**12, "'transformer.wte.weight' has shape (41, 32), config expects (1000000000000, 32)"),
+    ("mlp_hidden", 2**40, "'transformer.h.0.mlp.c_fc.weight' has shape (128, 32)"),
+])
+def test_a_config_asking_for_a_huge_model_is_refused_before_any_memory_is_taken(tmp_path, field, value, message):
+    save_model(small_gpt(), tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["config"][field] = value
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_model(tmp_path)

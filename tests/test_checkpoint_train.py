@@ -1,7 +1,9 @@
 """Tests for the training checkpoint in minillm_lib.checkpoint: exact resume, atomic saves,
 clear errors for corrupted or mismatched checkpoints."""
 
+import hashlib
 import json
+import re
 
 import pytest
 import torch
@@ -9,12 +11,15 @@ import torch
 from minillm_lib.checkpoint import (
     TRAIN_STATE_FILE,
     has_training_checkpoint,
+    load_checkpoint_model,
+    load_model,
     load_training_checkpoint,
     save_training_checkpoint,
+    tidy_run_folder,
 )
 from minillm_lib.config import GPTConfig
 from minillm_lib.model import GPT
-from minillm_lib.training import TrainConfig, configure_optimizer, train
+from minillm_lib.training import NonFiniteWeightsError, TrainConfig, configure_optimizer, train
 
 VOCAB = 20
 
@@ -178,5 +183,106 @@ def test_tensors_of_the_wrong_shape_are_named(tmp_path):
     save_training_checkpoint(tmp_path / "wide", wide, configure_optimizer(wide), step=2,
                              batch_rng=torch.Generator())
     (tmp_path / "wide" / "train_state-00000002.safetensors").replace(tmp_path / "train_state-00000002.safetensors")
+    meta = json.loads((tmp_path / TRAIN_STATE_FILE).read_text())
+    meta["tensors_sha256"] = json.loads((tmp_path / "wide" / TRAIN_STATE_FILE).read_text())["tensors_sha256"]
+    (tmp_path / TRAIN_STATE_FILE).write_text(json.dumps(meta))  # as if edited on purpose
     with pytest.raises(ValueError, match="transformer.wte.weight' has shape"):
         load_training_checkpoint(tmp_path, *fresh())
+
+
+# ---------------------------------------------------------------- integrity (issue 15)
+
+
+def test_a_diverged_update_is_never_checkpointed(tmp_path):
+    model = tiny_model()
+    train(model, TRAIN, None, config(tmp_path, max_iters=2, ckpt_interval=1), progress=False)
+    good = {name: t.clone() for name, t in model.state_dict().items()}
+    # No float32 weight survives this learning rate: step 3's loss (measured before its
+    # update) is still finite, the weights after the update are not.
+    with pytest.raises(NonFiniteWeightsError, match="after step 3") as info:
+        train(model, TRAIN, None, config(tmp_path, max_iters=4, ckpt_interval=1, lr=1e39, min_lr=0.0,
+                                         warmup_iters=0, grad_clip=0.0), resume=True, progress=False)
+    assert info.value.step == 3
+    assert not all(torch.isfinite(p).all() for p in model.parameters())
+    other, opt, batches = fresh()
+    assert load_training_checkpoint(tmp_path, other, opt, batches) == 2
+    saved = load_model(tmp_path).state_dict()
+    for name, tensor in good.items():
+        assert torch.equal(other.state_dict()[name], tensor) and torch.equal(saved[name], tensor), name
+
+
+def test_the_tensors_file_is_checked_against_its_recorded_checksum(tmp_path):
+    trained_checkpoint(tmp_path)
+    meta = json.loads((tmp_path / TRAIN_STATE_FILE).read_text())
+    path = tmp_path / meta["tensors_file"]
+    assert meta["minillm_train_state_version"] == 2
+    assert meta["tensors_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01  # one bit of one optimizer moment: still a valid safetensors file
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="train_state-00000002.safetensors' does not match the SHA-256"):
+        load_training_checkpoint(tmp_path, *fresh())
+
+
+def test_a_version_1_checkpoint_without_a_checksum_still_loads(tmp_path):
+    model = trained_checkpoint(tmp_path)
+    meta = json.loads((tmp_path / TRAIN_STATE_FILE).read_text())
+    del meta["tensors_sha256"]
+    meta["minillm_train_state_version"] = 1
+    (tmp_path / TRAIN_STATE_FILE).write_text(json.dumps(meta))
+    other, opt, batches = fresh()
+    assert load_training_checkpoint(tmp_path, other, opt, batches) == 2
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tensors_file", "/etc/passwd.safetensors", "tensors_file must name a .safetensors file inside"),
+    ("tensors_file", "../run2/train_state-00000002.safetensors", "tensors_file"),
+    ("step", -1, "step must be an integer >= 0, got -1"),
+    ("step", 2.5, "step must be an integer >= 0, got 2.5"),
+    ("minillm_train_state_version", "1", "minillm_train_state_version must be a positive integer"),
+    ("tensors_sha256", "abc", "tensors_sha256 must be 64 hex digits"),
+    ("model_config", [1], "model_config must be a JSON object"),
+])
+def test_every_field_of_train_state_json_is_checked(tmp_path, key, value, message):
+    trained_checkpoint(tmp_path)
+    meta = json.loads((tmp_path / TRAIN_STATE_FILE).read_text())
+    meta[key] = value
+    (tmp_path / TRAIN_STATE_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=f"train_state.json'.*{re.escape(message)}"):
+        load_training_checkpoint(tmp_path, *fresh())
+
+
+def test_optimizer_hyperparameters_of_the_wrong_kind_are_refused(tmp_path):
+    trained_checkpoint(tmp_path)
+    meta = json.loads((tmp_path / TRAIN_STATE_FILE).read_text())
+    meta["optimizer"]["param_groups"][0]["betas"] = [0.9]
+    (tmp_path / TRAIN_STATE_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="optimizer group 0 has betas=\\[0.9\\]"):
+        load_training_checkpoint(tmp_path, *fresh())
+    meta["optimizer"]["param_groups"][0]["betas"] = [0.9, 0.99]
+    meta["optimizer"]["param_groups"][1]["lr"] = "fast"
+    (tmp_path / TRAIN_STATE_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="optimizer group 1 has lr='fast'"):
+        load_training_checkpoint(tmp_path, *fresh())
+
+
+def test_the_checkpoint_model_is_rebuilt_from_the_checkpoint_alone(tmp_path):
+    model = trained_checkpoint(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "config.json").write_text("{garbage")
+    rebuilt = load_checkpoint_model(tmp_path)
+    assert rebuilt.config == model.config
+    assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_tidy_removes_what_killed_saves_left_and_keeps_the_checkpoint(tmp_path):
+    trained_checkpoint(tmp_path)
+    (tmp_path / ".train_state.json.x8y9.tmp").write_text("{")
+    (tmp_path / "train_state-00000004.safetensors").write_bytes(b"never pointed at")
+    assert tidy_run_folder(tmp_path) == [".train_state.json.x8y9.tmp", "train_state-00000004.safetensors"]
+    assert load_training_checkpoint(tmp_path, *fresh()) == 2
+    (tmp_path / TRAIN_STATE_FILE).write_text("{")  # unreadable: no tensors file may go
+    with pytest.raises(ValueError, match="not valid JSON"):
+        tidy_run_folder(tmp_path)
+    assert (tmp_path / "train_state-00000002.safetensors").is_file()

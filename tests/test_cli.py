@@ -1,5 +1,6 @@
 """End-to-end tests of the command line: python -m minillm_lib train / sample / eval / export."""
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ TINY = ["--preset", "baby", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
 
 def minillm(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "minillm_lib", *args], capture_output=True, text=True,
-                          timeout=180)
+                          timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -206,12 +207,103 @@ def test_unknown_characters_in_the_prompt_are_named(run, capsys):
     assert "not in the vocabulary" in capsys.readouterr().err
 
 
+# ---------------------------------------------------------------- what is protected (issue 15)
+
+
+def weights_of(folder):
+    return {name: t for name, t in load_model(folder).state_dict().items()}
+
+
+@pytest.mark.parametrize("damage", ["delete weights", "corrupt weights", "delete config", "garble config"])
+def test_a_resume_rewrites_missing_or_damaged_model_files_from_the_checkpoint(run, tmp_path, capsys, damage):
+    folder = tmp_path / "run"
+    shutil.copytree(run[0], folder)
+    expected = weights_of(folder)
+    target = folder / ("model.safetensors" if "weights" in damage else "config.json")
+    if damage.startswith("delete"):
+        target.unlink()
+    else:
+        target.write_bytes(target.read_bytes()[:50] + b"\x00garbage")
+    assert main(["sample", str(folder), "--max-new-tokens", "5"]) == 2
+    assert f"minillm train --out {folder}" in capsys.readouterr().err  # says how to recover
+    assert main(["train", "--out", str(folder), "--no-progress"]) == 0  # nothing left to train
+    rewritten = weights_of(folder)
+    assert rewritten.keys() == expected.keys()
+    assert all(torch.equal(rewritten[name], t) for name, t in expected.items())
+    assert main(["sample", str(folder), "--max-new-tokens", "5"]) == 0
+
+
+def test_a_resume_clears_what_killed_saves_left_and_logs_each_step_once(run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(run[0], folder)
+    (folder / ".model.safetensors.k1ll3d.tmp").write_bytes(b"half a file")
+    (folder / "train_state-00000007.safetensors").write_bytes(b"a save that never got its JSON")
+    with open(folder / "train_log.jsonl", "a") as log:  # steps logged after the checkpoint of step 6
+        log.write(json.dumps({"event": "step", "step": 7, "loss": 9.0}) + "\n")
+        log.write('{"event": "step", "st')  # cut short by the kill
+    assert main(["train", "--out", str(folder), "--max-iters", "9", "--no-progress"]) == 0
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["config.json", "model.safetensors", "run.json", "tokenizer.json", "train.lock",
+                     "train_log.jsonl", "train_state-00000009.safetensors", "train_state.json"]
+    steps = [json.loads(line)["step"] for line in (folder / "train_log.jsonl").read_text().splitlines()
+             if json.loads(line)["event"] == "step"]
+    assert steps == list(range(1, 10))
+    assert 9.0 not in [json.loads(line).get("loss") for line in (folder / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_train_writes_into_an_empty_folder_or_one_a_killed_start_left(corpus, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "--data", str(corpus), *TINY, "--max-iters", "1", "--out", str(empty)]) == 0
+    killed = tmp_path / "killed"  # killed before run.json: only its lock and a temporary file
+    killed.mkdir()
+    (killed / "train.lock").touch()
+    (killed / ".run.json.x1y2z3.tmp").write_text("{")
+    assert main(["train", "--data", str(corpus), *TINY, "--max-iters", "1", "--out", str(killed)]) == 0
+    assert not list(killed.glob(".*.tmp"))
+    assert (killed / "model.safetensors").read_bytes() == (empty / "model.safetensors").read_bytes()
+
+
+def test_config_json_records_the_tokenizer_and_the_weights_checksum(run):
+    folder, _ = run
+    meta = json.loads((folder / "config.json").read_text())
+    tokenizer = load_tokenizer(folder / "tokenizer.json")
+    assert meta["tokenizer"] == {"vocab_size": tokenizer.vocab_size, "sha256": tokenizer.fingerprint()}
+    assert meta["weights_sha256"] == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_its_traceback(run, capsys, monkeypatch):
+    import minillm_lib.cli as cli
+
+    def broken(args):  # stands for a bug: an exception no command expects
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setattr(cli, "cmd_sample", broken)
+    assert main(["sample", str(run[0])]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "unexpected error (RuntimeError: something unforeseen)" in err and "--debug" in err
+    assert main(["sample", str(run[0]), "--debug"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("minillm sample: unexpected error")
+
+
+def test_export_writes_a_new_folder_whole(run, tmp_path, capsys):
+    pytest.importorskip("transformers")
+    folder, _ = run
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder is as good as a new one
+    assert main(["export", str(folder), str(empty)]) == 0
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in empty.iterdir()}
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no temporary folder left beside it
+
+
 # ---------------------------------------------------------------- chat
 
 
 def chat(folder, lines: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "minillm_lib", "chat", str(folder), *args],
-                          input=lines, capture_output=True, text=True, timeout=180)
+                          input=lines, capture_output=True, text=True, timeout=600)
 
 
 def test_chat_refuses_a_run_that_was_not_instruction_tuned(run):
@@ -237,3 +329,16 @@ def test_chat_answers_each_line_with_the_template_and_stops_at_end(run, tmp_path
     forged = chat(folder, f"a {END} b\nTo be\n", "--temperature", "0", "--max-new-tokens", "5")
     assert "special token '<|end|>'" in forged.stderr  # refused, then the next line is answered
     assert forged.stdout.splitlines() == ["model> " + expected[0]]
+
+
+def test_the_optimizer_and_schedule_flags_are_recorded_and_kept_by_a_resume(corpus, tmp_path):
+    out = tmp_path / "muon"
+    flags = ["--optimizer", "muon", "--schedule", "wsd", "--decay-fraction", "0.5"]
+    assert main(["train", "--data", str(corpus), *TINY, *flags, "--max-iters", "2", "--out", str(out)]) == 0
+    recorded = json.loads((out / "run.json").read_text())["train_flags"]
+    assert {k: recorded[k] for k in ("optimizer", "schedule", "decay_fraction")} == \
+        {"optimizer": "muon", "schedule": "wsd", "decay_fraction": 0.5}
+    assert main(["train", "--out", str(out), "--max-iters", "3", "--no-progress"]) == 0
+    kept = json.loads((out / "train_state.json").read_text())["train_config"]
+    assert (kept["optimizer"], kept["schedule"], kept["decay_fraction"], kept["max_iters"]) == \
+        ("muon", "wsd", 0.5, 3)

@@ -155,6 +155,10 @@ def test_resolve_device():
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     assert resolve_device("auto").type == expected
+    for name, why in [("meta", "not supported"), ("cpu:1", "not available"), ("gpu", "unknown device")]:
+        with pytest.raises(ValueError) as err:
+            resolve_device(name)
+        assert why in str(err.value) and f"'{name}'" in str(err.value)
 
 
 # ---------------------------------------------------------------- evaluation
