@@ -1,6 +1,7 @@
 # minillm: two commands for a fresh machine.
 #   make        set everything up (venv, pinned CPU torch, minillm_lib editable, data) and build the book
-#   make test   run every test (library, reference checks, notebooks)
+#   make test   run every test (library, reference checks), then the reproducibility check:
+#               every chapter run again in Colab's package set, its outputs compared with the book's
 SHELL := /bin/bash
 PY := .venv/bin/python
 PIP := .venv/bin/pip
@@ -10,7 +11,16 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: all setup book test bench lint clean
+# The reproducibility check (README): a virtual environment with Colab's packages, the course
+# library installed as the Colab cell installs it, and nbval comparing every chapter with the
+# book build's executed copy. PYTHONHASHSEED is left unset there, as in Colab. CI adds
+# NBVAL_OPTS=--nbval-require-reference: without a current build, a chapter fails instead of
+# running lax.
+COLAB_VENV := .cache/colab-venv
+NBVAL_WORKERS ?= 2
+NBVAL_OPTS ?=
+
+.PHONY: all setup book test nbval colab-venv bench lint clean
 
 all: book
 
@@ -30,10 +40,21 @@ setup: .venv/.installed
 
 book: setup
 	$(PY) scripts/vendor_js.py
+	# Train the course models first (once; cached in $$MINILLM_CACHE), so that every chapter,
+	# in the build and in the reproducibility check, loads them and prints the same thing.
+	$(PY) -c "from minillm_lib.zoo import RECIPES, load_course_model; [load_course_model(n) for n in RECIPES]"
 	.venv/bin/jupyter-book build -W -n --keep-going .
 
 test: setup lint
 	$(PY) -m pytest
+	$(MAKE) nbval
+
+colab-venv: setup
+	$(PY) scripts/colab_env.py $(COLAB_VENV)
+
+nbval: colab-venv
+	env -u PYTHONHASHSEED $(COLAB_VENV)/bin/python -m pytest notebooks --nbval --nbval-current-env \
+	  --nbval-sanitize-with tests/nbval_sanitize.cfg -n $(NBVAL_WORKERS) --dist loadfile $(NBVAL_OPTS)
 
 bench: setup
 	$(PY) -m benchmarks
