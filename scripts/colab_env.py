@@ -4,6 +4,9 @@ installed exactly the way every chapter's Colab cell installs it.
     python scripts/colab_env.py .cache/colab-venv
 
 1. A fresh virtual environment holding exactly Colab's versions (``tests/colab_constraints.txt``).
+   When ``venv`` holds them already (same constraints file, same Python: recorded in
+   ``venv/colab-freeze.json``), it is reused: only what steps 2 and 3 added is uninstalled, and
+   the environment must then freeze exactly as Colab's again.
 2. The Colab cell's own ``%pip install`` lines (``scripts/nbtools.py``), run with that
    environment's pip, with the GitHub URL replaced by this checkout.
 3. The check's tools (pytest, nbval, pytest-xdist), constrained to what is installed already.
@@ -16,6 +19,8 @@ added and how long each step took. ``make test`` then runs the book in this envi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shlex
 import subprocess
@@ -77,6 +82,30 @@ def _check_unchanged(colab: dict[str, str], now: dict[str, str], step: str) -> N
         sys.exit(f"colab_env: {step} changed Colab's packages: " + "; ".join(changed))
 
 
+def _colab_key() -> str:
+    """What the Colab packages of an environment depend on: the constraints file, the Python."""
+    return hashlib.sha256(CONSTRAINTS.read_bytes() + sys.version.encode()).hexdigest()
+
+
+def _reuse(venv: Path) -> dict[str, str] | None:
+    """Colab's freeze, if ``venv`` was built from the current constraints and, once what was
+    added on top is uninstalled, freezes exactly so again; otherwise None."""
+    python, record = venv / "bin" / "python", venv / "colab-freeze.json"
+    if not (python.is_file() and record.is_file()):
+        return None
+    try:
+        saved = json.loads(record.read_text())
+    except ValueError:  # cut short while written: build afresh
+        return None
+    if saved.get("key") != _colab_key():
+        return None
+    colab = saved["freeze"]
+    added = sorted(set(_freeze(python)) - set(colab))
+    if added:
+        _run(python, "-m", "pip", "uninstall", "--yes", "--quiet", *added)
+    return colab if _freeze(python) == colab else None
+
+
 def build(venv: Path) -> None:
     python = venv / "bin" / "python"
     started = time.perf_counter()
@@ -84,11 +113,16 @@ def build(venv: Path) -> None:
     def done(step: str) -> None:
         print(f"colab_env: {step} ({time.perf_counter() - started:.0f} s so far)", flush=True)
 
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-    _run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "-r", str(CONSTRAINTS))
-    colab = _freeze(python)
-    done(f"Colab's {len(colab)} packages installed from {CONSTRAINTS.name}")
+    colab = _reuse(venv)
+    if colab is not None:
+        done(f"Colab's {len(colab)} packages reused from {venv}")
+    else:
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        _run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "-r", str(CONSTRAINTS))
+        colab = _freeze(python)
+        (venv / "colab-freeze.json").write_text(json.dumps({"key": _colab_key(), "freeze": colab}))
+        done(f"Colab's {len(colab)} packages installed from {CONSTRAINTS.name}")
 
     for args in colab_cell_installs():
         _run(python, "-m", "pip", *args, "--disable-pip-version-check")

@@ -9,6 +9,7 @@ from pathlib import Path
 import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -38,7 +39,10 @@ def _declared() -> list[Requirement]:
     return [Requirement(line) for line in lines]
 
 
-def test_colabs_versions_meet_every_declared_lower_bound():
+def test_every_lower_bound_is_colabs_version_the_tested_floor():
+    """Colab's version satisfies each range, so the Colab cell upgrades nothing; and each lower
+    bound is that version, the lowest the check runs (the test suite runs the newest): a looser
+    bound would promise versions nothing tests, a tighter one would upgrade Colab."""
     colab = _colab_versions()
     assert {"torch", "numpy", "ipywidgets", "transformers"} <= set(colab)
     for requirement in _declared():
@@ -49,6 +53,8 @@ def test_colabs_versions_meet_every_declared_lower_bound():
         assert name in colab, f"{name} is not in Colab's package list ({colab_env.CONSTRAINTS.name})"
         for version in colab[name]:
             assert requirement.specifier.contains(version), f"Colab's {name} {version} fails {requirement}"
+        lower = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
+        assert lower == [Version(colab[name][-1])], f"{requirement}: the lower bound is not Colab's {name}"
 
 
 def test_the_colab_cell_installs_only_the_library_and_its_data():
