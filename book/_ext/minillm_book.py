@@ -8,7 +8,8 @@
   MathJax 3. ``_static/mathjax_hub_shim.js`` (loaded before MathJax) bridges the two.
 
 And one service to the tests: after a chapter executes without an error, it stamps the executed
-copy (``scripts/nbtools.py``), so ``make test`` need not execute it a second time.
+copy (``scripts/nbtools.py``), so the reproducibility check (``scripts/nbval_book.py``) knows it
+may compare a new run with it.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _stamp_executed_chapter(app, doctree) -> None:
     executed = Path(app.outdir).parent / "jupyter_execute" / f"{docname}.ipynb"
     exec_data = getattr(app.env, "nb_metadata", {}).get(docname, {}).get("exec_data")
     if exec_data and exec_data["succeeded"] and executed.is_file():
-        nbtools.write_stamp(ROOT / f"{docname}.ipynb", executed)
+        nbtools.write_stamp(ROOT / f"{docname}.ipynb", executed, exec_data.get("runtime"))
     else:
         nbtools.remove_stamp(executed)
 
