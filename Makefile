@@ -28,9 +28,15 @@ setup: .venv/.installed
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 	touch $@
 
+# Explorers that run the model in the page write each weight file once into book/_static/models
+# (copied to _build/html/_static/models/) and load it from there: every chapter page (all under
+# notebooks/) shares the one cached file per model (minillm_lib/viz/web.py, SharedWeights).
+WEB_DIR := $(CURDIR)/book/_static/models
+
 book: setup
 	$(PY) scripts/vendor_js.py
-	.venv/bin/jupyter-book build -W -n --keep-going .
+	rm -rf $(WEB_DIR)  # no weight file of an older model ships
+	MINILLM_WEB_DIR=$(WEB_DIR) MINILLM_WEB_URL=../_static/models/ .venv/bin/jupyter-book build -W -n --keep-going .
 
 test: setup lint
 	$(PY) -m pytest

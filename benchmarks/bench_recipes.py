@@ -12,8 +12,8 @@ the exact validation loss at the end (the whole validation split, not an estimat
 1. **Screen** (``SCREEN_S`` seconds each): one change at a time from ``BASE`` (the previous
    ``cpu-5min``): context length, width, depth, tokens per step, peak learning rate, warm-up,
    schedule, weight decay, dropout, optimizer, bfloat16, ``torch.compile``.
-2. **Combine** (same budget): the changes that beat the base, best first, added one by one
-   (one value per setting); then the best combination's learning rate up and down.
+2. **Around the best** (same budget): the best recipe of the screen becomes the centre, and
+   changes are tried one at a time around it (``AROUND``); then its two best changes together.
 3. **Final** (``FINAL_S`` seconds, five minutes): the base and the best ``N_FINAL`` recipes of
    stages 1 and 2, evaluated every ``FINAL_EVALS``-th of the run; the winner is the lowest val loss.
 
@@ -60,6 +60,21 @@ BASE: dict[str, Any] = {
     "weight_decay": 0.1, "dtype": "float32", "compile": False,
 }
 
+# Stage 2: changes tried one at a time around the screen's best recipe.
+AROUND: list[tuple[str, dict[str, Any]]] = [
+    ("bfloat16 autocast", {"dtype": "bfloat16"}),
+    ("torch.compile", {"compile": True}),
+    ("batch 24", {"batch_size": 24}),
+    ("lr x1.5", {"lr_factor": 1.5}),
+    ("lr x0.7", {"lr_factor": 0.7}),
+    ("WSD (decay 20%)", {"schedule": "wsd"}),
+    ("block 128, batch 6", {"model": {"block_size": 128}, "batch_size": 6}),
+    ("3 layers, width 96", {"model": {"n_layer": 3, "n_embd": 96, "n_head": 4}}),
+    ("width 160", {"model": {"n_embd": 160, "n_head": 5}}),
+    ("warm-up 5%", {"warmup": 0.05}),
+    ("weight decay 0", {"weight_decay": 0.0}),
+]
+
 # Stage 1: (setting, value, what changes). A setting groups the values of one axis, so that
 # stage 2 combines at most one value per setting.
 SCREEN: list[tuple[str, str, dict[str, Any]]] = [
@@ -94,6 +109,8 @@ def merge(recipe: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
     for key, value in change.items():
         if key == "model":
             out["model"].update(value)
+        elif key == "lr_factor":  # relative to the recipe's own lr
+            out["lr"] = float(f"{recipe['lr'] * value:.2g}")
         else:
             out[key] = value
     return out
@@ -229,32 +246,29 @@ def search(ids: torch.Tensor, vocab_size: int, quick: bool,
                 progress.run("screen", label, merge(BASE, change), screen_s, n_evals=1, **common))
                for setting, label, change in screen]
 
-    # Stage 2: add the helpful changes one by one, best first, one value per setting.
-    helpful: dict[str, tuple[str, dict[str, Any], float]] = {}
-    for setting, label, _, result in sorted(singles, key=lambda s: s[3]["val"]):
-        if result["val"] < base["val"] and setting not in helpful:
-            change = next(c for s, lab, c in screen if lab == label)
-            helpful[setting] = (label, change, result["val"])
-    combined, recipe, labels = [], BASE, []
-    for label, change, _ in list(helpful.values())[:6]:
-        recipe, labels = merge(recipe, change), labels + [label]
-        if len(labels) > 1:
-            combined.append(progress.run("combine", " + ".join(labels), recipe, screen_s,
-                                         n_evals=1, **common))
-    if combined:
-        best = min(combined, key=lambda r: r["val"])
-        for factor in (0.7, 1.4):
-            lr = float(f"{best['recipe']['lr'] * factor:.2g}")
-            combined.append(progress.run("combine", f"{best['name']}, lr {lr:g}",
-                                         merge(best["recipe"], {"lr": lr}), screen_s,
-                                         n_evals=1, **common))
+    # Stage 2: around the best of the screen, one change at a time, then its two best
+    # changes together.
+    best = min(singles, key=lambda s: s[3]["val"])
+    center, center_label = best[2], best[1]
+    around = [(label, merge(center, change),
+               progress.run("around", f"{center_label} + {label}", merge(center, change),
+                            screen_s, n_evals=1, **common))
+              for label, change in (AROUND[:1] if quick else AROUND)]
+    helped = sorted((r for r in around if r[2]["val"] < best[3]["val"]), key=lambda r: r[2]["val"])
+    combined = [r for *_, r in around]
+    if len(helped) >= 2:
+        (l1, c1, _), (l2, _, _) = helped[:2]
+        change2 = dict(AROUND)[l2]
+        recipe = merge(c1, change2)
+        combined.append(progress.run("around", f"{center_label} + {l1} + {l2}", recipe, screen_s,
+                                     n_evals=1, **common))
 
     # Stage 3: the base and the best few, five minutes each, evaluated along the way.
     candidates = sorted([r for *_, r in singles] + combined, key=lambda r: r["val"])
     finalists = [base] + [r for r in candidates if r["name"] != base["name"]][:N_FINAL]
     final = [progress.run("final", r["name"], r["recipe"], final_s,
                           n_evals=2 if quick else FINAL_EVALS, **common) for r in finalists]
-    return {"screen": [base] + [r for *_, r in singles], "combine": combined, "final": final}
+    return {"screen": [base] + [r for *_, r in singles], "around": combined, "final": final}
 
 
 def run(quick: bool = False, fresh: bool = False) -> list[dict]:
@@ -273,7 +287,7 @@ def run(quick: bool = False, fresh: bool = False) -> list[dict]:
         torch.set_num_threads(threads)
     rows = []
     for stage, results in stages.items():
-        reference = results[0]["val"] if stage != "combine" else stages["screen"][0]["val"]
+        reference = results[0]["val"] if stage != "around" else stages["screen"][0]["val"]
         for r in results:
             rows.append(row(f"{stage} {r['budget_s']:g} s: {r['name']}", r["val"], reference,
                             "val loss", target=1.0, steps=r["steps"],

@@ -6,6 +6,8 @@ terminal.
     python -m minillm_lib eval runs/baby --data shakespeare
     python -m minillm_lib eval runs/baby --choices 200  # and a multiple-choice test: next line
     python -m minillm_lib export runs/baby hf/baby        # a transformers folder: model + tokenizer
+    python -m minillm_lib chat runs/chat                  # talk to an instruction-tuned run
+    python -m minillm_lib export runs/baby --web baby.html   # one offline page that runs the model
 
 A run folder holds the model (model.safetensors + config.json), its tokenizer.json, the
 training checkpoint (train_state.json + train_state-<step>.safetensors) and the training
@@ -30,12 +32,22 @@ from .checkpoint import TRAIN_STATE_FILE, has_training_checkpoint, load_model
 from .config import PRESETS, TRAIN_PRESETS, GPTConfig
 from .data import load_corpus, train_val_split
 from .evaluation import NGramModel, choice_accuracy, next_line_task, score_choices
-from .files import read_json
+from .files import atomic_write_text, read_json
+from .finetune import CHAT_SPECIAL_TOKENS, END, encode_chat
 from .interop import to_hf, to_hf_tokenizer
 from .model import GPT
 from .sampling import stream
 from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
-from .training import NonFiniteLossError, TrainConfig, evaluate, resolve_device, train
+from .training import (
+    DTYPES,
+    OPTIMIZERS,
+    SCHEDULES,
+    NonFiniteLossError,
+    TrainConfig,
+    evaluate,
+    resolve_device,
+    train,
+)
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -44,11 +56,14 @@ TOKENIZER_FILE = "tokenizer.json"
 MODEL_FLAGS = {"n_layer": int, "n_head": int, "n_embd": int, "block_size": int, "dropout": float}
 # Flags that set a TrainConfig field; not given keeps the preset's training recipe
 # (TRAIN_PRESETS, else TrainConfig's default) or, when a run continues, the value it was
-# trained with. --device and --dtype are added with their own help.
+# trained with.
 TRAIN_FLAGS = {"batch_size": int, "max_iters": int, "lr": float, "min_lr": float,
                "warmup_iters": int, "lr_decay_iters": int, "weight_decay": float,
                "grad_clip": float, "grad_accum_steps": int, "eval_interval": int,
-               "ckpt_interval": int, "seed": int, "device": str, "dtype": str}
+               "ckpt_interval": int, "seed": int, "decay_fraction": float, "device": str,
+               "dtype": str, "optimizer": str, "schedule": str}
+CHOICES = {"device": None, "dtype": list(DTYPES), "optimizer": list(OPTIMIZERS),
+           "schedule": list(SCHEDULES)}  # flags added with their own help
 
 
 class UsageError(Exception):
@@ -165,6 +180,51 @@ def cmd_sample(args: argparse.Namespace) -> None:
         _print_as_it_comes(tokenizer, new_ids)
 
 
+# ---------------------------------------------------------------- chat
+
+
+def cmd_chat(args: argparse.Namespace) -> None:
+    """Talk to an instruction-tuned run (chapter 13): each line you type is one prompt, put in
+    the chat template; the reply streams until the model writes <|end|>."""
+    folder = _run_folder(args.run)
+    device = resolve_device(args.device)
+    model = load_model(folder, device=device)
+    tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
+    missing = [name for name in CHAT_SPECIAL_TOKENS if name not in tokenizer.special_tokens]
+    if missing:
+        raise UsageError(f"{args.run!r} was not instruction-tuned: its tokenizer has no "
+                         f"{', '.join(missing)} token (fine-tune it on dialogues first, as in "
+                         "chapter 13)")
+    end_id = tokenizer.special_tokens[END]
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Type a message and press Enter (an empty line or Ctrl-D ends the chat).",
+              file=sys.stderr)
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True, file=sys.stderr)
+        line = sys.stdin.readline()
+        if not line.strip():
+            return
+        try:
+            ids = encode_chat(tokenizer, line.rstrip("\n"))
+        except ValueError as err:  # a character the model never saw, or a forged <|end|>
+            print(f"minillm chat: {' '.join(str(err).split())}", file=sys.stderr)
+            continue
+        context = ids[-model.config.block_size:]
+        idx = torch.tensor([context], dtype=torch.long, device=device)
+        room = model.config.block_size - len(context)
+        if room < 1:
+            print(f"minillm chat: that message fills the model's whole context of "
+                  f"{model.config.block_size} tokens; write a shorter one", file=sys.stderr)
+            continue
+        print("model> ", end="", flush=True)
+        new_ids = stream(model, idx, min(args.max_new_tokens, room), temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, eos_id=end_id, generator=generator)
+        _print_as_it_comes(tokenizer, (i for i in new_ids if i != end_id))
+
+
 # ---------------------------------------------------------------- eval and export
 
 
@@ -190,7 +250,7 @@ def _eval_choices(model: GPT, tokenizer: Tokenizer, text: str, train_text: str |
     """The next-line multiple-choice test (``evaluation.next_line_task``) on ``text``: the
     model's accuracy with its 95 % interval, chance, and a trigram model's (fitted on
     ``train_text``; left out with --split all, which has no held-out text)."""
-    items = next_line_task(text, args.choices, seed=args.seed)
+    items = next_line_task(text, args.choices, max_chars=model.config.block_size, seed=args.seed)
     ours = choice_accuracy(items, lambda context, choices: score_choices(
         model, tokenizer, context, choices))
     print(f"next line, {ours['n']} items of {len(items[0].choices)} choices: accuracy "
@@ -203,8 +263,29 @@ def _eval_choices(model: GPT, tokenizer: Tokenizer, text: str, train_text: str |
               f"(95% interval {theirs['low']:.3f}-{theirs['high']:.3f})")
 
 
+def export_web(folder: Path, out: str) -> None:
+    """Write one self-contained HTML page (weights inlined) that runs the model in a browser:
+    prompt box, sampling sliders, attention view (minillm_lib.viz.live.web_page)."""
+    from .viz.live import web_page  # the explorers are only needed here
+
+    path = Path(out)
+    if path.exists():
+        raise UsageError(f"{out!r} already exists: choose another file name (nothing is overwritten)")
+    if not path.parent.is_dir():
+        raise UsageError(f"folder {str(path.parent)!r} does not exist")
+    page = web_page(load_model(folder), load_tokenizer(folder / TOKENIZER_FILE), title=f"minillm: {folder.name}")
+    atomic_write_text(path, page)
+    print(f"wrote {out!r} ({len(page.encode()) / 1e6:.2f} MB): open it in a browser, it needs no server or network")
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     folder = _run_folder(args.run)
+    if (args.out is None) == (args.web is None):
+        raise UsageError("give an output folder or --web OUT.html, not both" if args.out
+                         else "give an output folder (transformers) or --web OUT.html (a web page)")
+    if args.web is not None:
+        export_web(folder, args.web)
+        return
     hf_model = to_hf(load_model(folder))  # ValueError if no transformers class fits the config
     # Convert both before writing either, so a failure leaves no half-exported folder.
     hf_tokenizer = to_hf_tokenizer(load_tokenizer(folder / TOKENIZER_FILE))
@@ -231,10 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in MODEL_FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=kind, help="override the preset")
     for name, kind in TRAIN_FLAGS.items():
-        if name not in ("device", "dtype"):
+        if name not in CHOICES:
             p.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"TrainConfig.{name}")
     p.add_argument("--device", help="auto (default), cpu, cuda, mps")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"])
+    for name in ("dtype", "optimizer", "schedule"):
+        p.add_argument(f"--{name}", choices=CHOICES[name], help=f"TrainConfig.{name}")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -266,10 +348,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 
+    p = commands.add_parser("chat", help="talk to an instruction-tuned run (chapter 13), one "
+                            "line per message")
+    p.add_argument("run", help="run folder of an instruction-tuned model")
+    p.add_argument("--max-new-tokens", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_chat)
+
     p = commands.add_parser("export", help="write a run as a Hugging Face transformers folder "
-                            "(model and tokenizer)")
+                            "(model and tokenizer), or as a web page that runs it (--web)")
     p.add_argument("run", help="run folder")
-    p.add_argument("out", help="folder for save_pretrained")
+    p.add_argument("out", nargs="?", help="folder for save_pretrained")
+    p.add_argument("--web", metavar="OUT.html", help="write one offline HTML page that runs the model instead")
     p.set_defaults(func=cmd_export)
     return parser
 

@@ -511,11 +511,13 @@ class ChoiceItem:
 
 
 def next_line_task(text: str, n_items: int = 200, *, n_choices: int = 4, context_lines: int = 4,
-                   min_chars: int = 20, seed: int = 0) -> list[ChoiceItem]:
+                   min_chars: int = 20, max_chars: int | None = None,
+                   seed: int = 0) -> list[ChoiceItem]:
     """A multiple-choice test built from a text (use a held-out split): given a passage of
     ``context_lines`` lines, which of ``n_choices`` lines comes next?
 
-    Answers are lines of at least ``min_chars`` characters (after stripping) with
+    Answers are lines of at least ``min_chars`` characters (after stripping) and at most
+    ``max_chars`` (None: no limit; a model's block_size keeps every choice scorable) with
     ``context_lines`` lines before them; the context is those lines, each ending in "\\n".
     The wrong choices are other lines of the same length rule, drawn from elsewhere in the
     text (farther than ``context_lines`` lines from the answer, and not the same words).
@@ -526,12 +528,17 @@ def next_line_task(text: str, n_items: int = 200, *, n_choices: int = 4, context
                              ("context_lines", context_lines, 0), ("min_chars", min_chars, 1)):
         if not is_int(value, low):
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if max_chars is not None and not is_int(max_chars, min_chars):
+        raise ValueError(f"max_chars must be None or an integer >= min_chars ({min_chars}), "
+                         f"got {max_chars!r}")
     lines = text.split("\n")
-    eligible = [i for i, line in enumerate(lines) if len(line.strip()) >= min_chars]
+    eligible = [i for i, line in enumerate(lines) if len(line.strip()) >= min_chars
+                and (max_chars is None or len(line) <= max_chars)]
     answers = [i for i in eligible if i >= context_lines]
     if len(answers) < n_items or len(eligible) < 2 * n_choices:
-        raise ValueError(f"the text has {len(answers)} lines of >= {min_chars} characters "
-                         f"after {context_lines} others: too few for {n_items} items")
+        longest = "" if max_chars is None else f" and <= {max_chars}"
+        raise ValueError(f"the text has {len(answers)} lines of >= {min_chars}{longest} "
+                         f"characters after {context_lines} others: too few for {n_items} items")
     rng = random.Random(seed)
     items = []
     for i in sorted(rng.sample(answers, n_items)):

@@ -29,6 +29,7 @@ from importlib import resources
 from itertools import pairwise
 from pathlib import Path
 
+import regex
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -313,6 +314,40 @@ def generate_reply(
 
 
 # ---------------------------------------------------------------- preference tuning (DPO)
+
+# Chapter 13's preference: an assistant that speaks the English of the plays it learned from.
+# Longer phrases first, so "you are" becomes "thou art" before "you" becomes "thee".
+EARLY_MODERN: tuple[tuple[str, str], ...] = (
+    ("you are", "thou art"), ("are you", "art thou"), ("you have", "thou hast"),
+    ("have you", "hast thou"), ("do you", "dost thou"), ("your", "thy"), ("yours", "thine"),
+    ("you", "thee"), ("yes", "aye"), ("does", "doth"), ("has", "hath"),
+)
+_EARLY_MODERN_RE = regex.compile(
+    r"\b(" + "|".join(regex.escape(old) for old, _ in EARLY_MODERN) + r")\b", regex.IGNORECASE)
+
+
+def early_modern(text: str) -> str:
+    """``text`` in the English of Shakespeare's plays, by the word rules of ``EARLY_MODERN``
+    (a capital stays a capital). A rule the reader can check by eye, not a translation.
+
+    >>> early_modern("Yes, you are right. Do you know your lines?")
+    'Aye, thou art right. Dost thou know thy lines?'
+    """
+    table = dict(EARLY_MODERN)
+
+    def swap(match: regex.Match) -> str:
+        old = match.group(0)
+        new = table[old.lower()]
+        return new[0].upper() + new[1:] if old[0].isupper() else new
+
+    return _EARLY_MODERN_RE.sub(swap, text)
+
+
+def preference_triples(pairs: Sequence[Pair]) -> list[tuple[str, str, str]]:
+    """(prompt, chosen, rejected) for every pair whose reply ``early_modern`` changes: the
+    chosen reply is the changed one, the rejected one is the corpus's own reply."""
+    return [(prompt, early_modern(reply), reply) for prompt, reply in pairs
+            if early_modern(reply) != reply]
 
 
 def sequence_logprobs(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

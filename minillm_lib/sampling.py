@@ -178,20 +178,30 @@ class SamplingOptions:
             raise ValueError(f"unknown sampling option(s) {unknown}; the options are {known}")
         return cls(**options)
 
-    def next_token(self, logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """logits (B, V) of the last position, previous (B, t) ids -> next ids (B, 1)."""
+    def filter_logits(self, logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """The whole filter chain: logits (B, V), previous (B, t) ids -> the logits (B, V)
+        that the next token is sampled from (softmax of them), -inf where a filter removed
+        a token. Temperature 0 keeps only the most likely token."""
         if self.repetition_penalty != 1:
             logits = repetition_penalty(logits, previous, self.repetition_penalty)
-        if self.temperature == 0:  # greedy: the other filters all keep the top token anyway
-            return logits.argmax(dim=-1, keepdim=True)
         logits = temperature_scale(logits, self.temperature)
+        if self.temperature == 0:  # greedy: the other filters all keep the top token anyway
+            return logits
         if self.top_k is not None:
             logits = top_k_filter(logits, self.top_k)
         if self.top_p is not None:
             logits = top_p_filter(logits, self.top_p)
         if self.min_p is not None:
             logits = min_p_filter(logits, self.min_p)
-        probs = F.softmax(logits.float(), dim=-1)  # (B, V)
+        return logits
+
+    def next_token(self, logits: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """logits (B, V) of the last position, previous (B, t) ids -> next ids (B, 1)."""
+        if self.temperature == 0:  # greedy: the most likely token after the penalty
+            if self.repetition_penalty != 1:
+                logits = repetition_penalty(logits, previous, self.repetition_penalty)
+            return logits.argmax(dim=-1, keepdim=True)
+        probs = F.softmax(self.filter_logits(logits, previous).float(), dim=-1)  # (B, V)
         return torch.multinomial(probs, num_samples=1, generator=self.generator)  # (B, 1)
 
 

@@ -379,6 +379,18 @@ def test_next_line_task_asks_for_the_true_next_line():
                 assert abs(lines.index(choice) - position) > 4
 
 
+def test_next_line_task_keeps_its_lines_within_max_chars():
+    lines = SCENE.split("\n")
+    short = [line for line in lines if 20 <= len(line.strip()) and len(line) <= 51]
+    assert 20 < len(short) < len([line for line in lines if len(line.strip()) >= 20])
+    items = next_line_task(SCENE, 20, max_chars=51, seed=3)
+    assert all(choice in short for item in items for choice in item.choices)
+    with pytest.raises(ValueError, match="max_chars must be None or an integer >= min_chars"):
+        next_line_task(SCENE, 5, max_chars=10)
+    with pytest.raises(ValueError, match=r"lines of >= 20 and <= 45 characters"):
+        next_line_task(SCENE, 100, max_chars=45)
+
+
 def test_next_line_task_refuses_a_text_too_short():
     with pytest.raises(ValueError, match="too few for 500 items"):
         next_line_task(SCENE, 500)

@@ -340,3 +340,24 @@ def test_sampling_options_are_checked_once_when_built():
     assert SamplingOptions().temperature == 1.0 and SamplingOptions().use_cache
     with pytest.raises(ValueError, match="top_p must be in"):
         SamplingOptions(top_p=1.5)
+
+
+def test_filter_logits_is_the_chain_next_token_samples_from():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 40) * 3
+    previous = torch.tensor([[1, 2, 2, 7], [0, 39, 5, 5]])
+    options = SamplingOptions(temperature=0.7, top_k=12, top_p=0.8, min_p=0.05, repetition_penalty=1.4)
+    by_hand = min_p_filter(top_p_filter(top_k_filter(temperature_scale(
+        repetition_penalty(logits, previous, 1.4), 0.7), 12), 0.8), 0.05)
+    assert torch.equal(options.filter_logits(logits, previous), by_hand)
+    # next_token draws from the softmax of exactly these logits: the same generator, the same draw
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    sampled = SamplingOptions(temperature=0.7, top_k=12, top_p=0.8, min_p=0.05, repetition_penalty=1.4,
+                              generator=g1).next_token(logits, previous)
+    expected = torch.multinomial(torch.softmax(by_hand, dim=-1), 1, generator=g2)
+    assert torch.equal(sampled, expected)
+    # temperature 0: only the most likely token after the penalty is left, and next_token takes it
+    greedy = SamplingOptions(temperature=0, repetition_penalty=1.4)
+    left = greedy.filter_logits(logits, previous)
+    assert (torch.isfinite(left).sum(-1) == 1).all()
+    assert torch.equal(left.argmax(-1, keepdim=True), greedy.next_token(logits, previous))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from browsing import serve
+from browsing import INSERT_LIKE_JQUERY, INSERT_LIKE_JUPYTERLAB, serve
 
 from minillm_lib import viz
 from minillm_lib.config import GPTConfig
@@ -136,33 +136,6 @@ def test_screenshots(page, built):
     Path(folder).mkdir(parents=True, exist_ok=True)
     for name in built[4]:
         root(page, built, name).screenshot(path=str(Path(folder) / f"{name}.png"))
-
-
-# How the live front ends put an output into the page: JupyterLab sets innerHTML (scripts do not
-# run), then replaces each <script> by a fresh copy, which runs once the output is in the
-# document; the classic Notebook (jQuery) inserts the HTML and evaluates each script's text
-# from <head>, so document.currentScript is not inside the output there.
-INSERT_LIKE_JUPYTERLAB = """html => {
-    const host = document.createElement("div");
-    host.innerHTML = html;
-    for (const old of host.querySelectorAll("script")) {
-        const fresh = document.createElement("script");
-        for (const a of old.attributes) fresh.setAttribute(a.name, a.value);
-        fresh.textContent = old.textContent;
-        old.parentNode.replaceChild(fresh, old);
-    }
-    document.body.appendChild(host);  // attached after the scripts were swapped in
-}"""
-INSERT_LIKE_JQUERY = """html => {
-    const host = document.createElement("div");
-    host.innerHTML = html;
-    document.body.appendChild(host);
-    for (const old of host.querySelectorAll("script:not([type])")) {
-        const s = document.createElement("script");
-        s.text = old.textContent;
-        document.head.appendChild(s).parentNode.removeChild(s);
-    }
-}"""
 
 
 @pytest.mark.parametrize("insert", [INSERT_LIKE_JUPYTERLAB, INSERT_LIKE_JQUERY], ids=["jupyterlab", "classic"])

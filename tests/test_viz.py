@@ -31,13 +31,7 @@ def tiny_model(vocab_size: int, seed: int = 0, **overrides) -> GPT:
     return GPT(GPTConfig.from_preset("baby", **{**cfg, **overrides})).eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread (two threads spin-wait on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +186,8 @@ def test_position_data_is_the_sinusoidal_table():
 def test_lr_schedule_data_holds_what_lr_at_reads():
     cfg = TrainConfig(lr=3e-4, min_lr=3e-5, warmup_iters=7, max_iters=90, lr_decay_iters=80)
     assert viz.lr_schedule_data(cfg) == {"lr": 3e-4, "min_lr": 3e-5, "warmup_iters": 7,
-                                         "max_iters": 90, "lr_decay_iters": 80}
+                                         "max_iters": 90, "lr_decay_iters": 80,
+                                         "schedule": "cosine", "decay_fraction": 0.2}
     assert script_data(viz.lr_schedule_explorer(cfg))["lr_decay_iters"] == 80
     assert script_data(viz.lr_schedule_explorer())["max_iters"] == TrainConfig().max_iters
     with pytest.raises(TypeError, match="TrainConfig"):

@@ -8,6 +8,7 @@ import threading
 import pytest
 import torch
 
+from minillm_lib.config import PRESETS
 from minillm_lib.data import load_corpus, train_val_split
 from minillm_lib.training import evaluate
 from minillm_lib.zoo import DONE_FILE, RECIPES, course_model_info, load_course_model, recipe_hash
@@ -115,3 +116,33 @@ def test_the_cache_folder_is_a_run_folder(tmp_path, tiny_recipe):
     done = subprocess.run([sys.executable, "-m", "minillm_lib", "sample", str(folder), "--prompt",
                            "Now", "--max-new-tokens", "20"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("Now") and len(done.stdout) > 20
+
+
+def test_the_command_line_trains_the_course_recipe_step_for_step(tmp_path, tiny_recipe):
+    """`minillm train` with the recipe's settings takes the very steps the course model took:
+    with --lr-decay-iters fixing the schedule's horizon, its first steps are bit-identical."""
+    load_course_model("tiny", cache_dir=tmp_path / "cache", recipe=tiny_recipe, progress=False)
+    folder = tmp_path / "cache" / f"tiny-{recipe_hash(tiny_recipe)}"
+    m, t = tiny_recipe["model"], tiny_recipe["train"]
+    preset = next(name for name, p in PRESETS.items()
+                  if {k: v for k, v in p.items() if k not in ("block_size", "n_layer", "n_head",
+                                                              "n_embd")}
+                  == {k: v for k, v in m.items() if k not in ("block_size", "n_layer", "n_head",
+                                                              "n_embd")})
+    flags = ["--block-size", m["block_size"], "--n-layer", m["n_layer"], "--n-head", m["n_head"],
+             "--n-embd", m["n_embd"], "--batch-size", t["batch_size"], "--lr", t["lr"],
+             "--min-lr", t["min_lr"], "--warmup-iters", t["warmup_iters"],
+             "--lr-decay-iters", t["max_iters"], "--max-iters", 5]
+    for name in ("optimizer", "schedule", "decay_fraction", "weight_decay", "grad_clip"):
+        if name in t:
+            flags += [f"--{name.replace('_', '-')}", t[name]]
+    done = subprocess.run([sys.executable, "-m", "minillm_lib", "train", "--data", tiny_recipe["corpus"],
+                           "--preset", preset, *map(str, flags), "--device", "cpu", "--no-progress",
+                           "--out", str(tmp_path / "cli")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+    def losses(path):
+        log = [json.loads(line) for line in path.read_text().splitlines()]
+        return [r["loss"] for r in log if r["event"] == "step"]
+
+    assert losses(tmp_path / "cli" / "train_log.jsonl") == losses(folder / "train_log.jsonl")[:5]

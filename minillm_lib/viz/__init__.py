@@ -11,10 +11,13 @@ shipped with the package and inlined into each output. The same output works in 
 * live Jupyter (once the notebook is trusted, which running the cell makes it),
 * Colab.
 
-Nothing in the library imports this module; notebooks do::
+Nothing in the library imports this module; notebooks do (and the CLI's ``export --web``)::
 
     from minillm_lib.viz import sampling_explorer
     sampling_explorer(model, tokenizer, ["ROMEO:\\n"])   # the last expression of a cell
+
+The explorers here replay what Python computed. Those of ``viz.live`` run the model itself in
+the page (``viz/static/gpt.js``, weights packed by ``viz.web``), on whatever the reader types.
 
 Every function returns an ``Explorer`` (it has ``_repr_html_``, so Jupyter and the book show
 it). Its element id is ``minillm-<kind>-<n>``, n counting the explorers built in this process,
@@ -62,14 +65,8 @@ output's size; the course model's explorers stay well under 200 kB each.
 
 from __future__ import annotations
 
-import functools
-import html
 import itertools
-import json
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import torch
@@ -80,6 +77,7 @@ from ..positions import sinusoidal_positions
 from ..sampling import generate
 from ..tokenizers import Tokenizer
 from ..training import TrainConfig
+from .outputs import Explorer, check_element_id, render, select, slider
 
 SCALE = 10_000  # attention weights and the sinusoidal table are stored as round(value * SCALE)
 MAX_TABLE_VALUES = 200_000  # position_explorer refuses bigger tables: the page would be too heavy
@@ -88,28 +86,6 @@ MAX_TABLE_VALUES = 200_000  # position_explorer refuses bigger tables: the page 
 TEMPERATURES = (0.0, 0.5, 0.8, 1.0, 1.5)
 TOP_KS = (3, 10, None)  # None = off
 TOP_PS = (0.5, 0.9, 1.0)  # 1.0 = off
-
-_ids = itertools.count(1)  # explorers built in this process: deterministic element ids
-
-
-@dataclass(frozen=True)
-class Explorer:
-    """One explorer's complete HTML (markup, style, data and script), shown by Jupyter and the book."""
-
-    kind: str
-    element_id: str
-    html: str
-
-    def _repr_html_(self) -> str:
-        return self.html
-
-    @property
-    def nbytes(self) -> int:
-        """Size of the output in bytes (UTF-8)."""
-        return len(self.html.encode("utf-8"))
-
-    def __repr__(self) -> str:
-        return f"<{self.kind} explorer {self.element_id}: {self.nbytes / 1000:.1f} kB>"
 
 
 # ---------------------------------------------------------------- small helpers
@@ -125,33 +101,6 @@ def _quantize(values: torch.Tensor) -> list[int]:
     return (values.double() * SCALE).round().long().flatten().tolist()
 
 
-# The browser side of each explorer: plain JavaScript files in viz/static/, shipped with the
-# package and read once per process.
-_SCRIPTS = {"sampling": "sampling.js", "attention": "attention.js", "position": "position.js",
-            "lr-schedule": "lr_schedule.js"}
-
-
-@functools.cache
-def _static(name: str) -> str:
-    """The text of ``viz/static/<name>`` (a .js or .css file of the package)."""
-    return resources.files(__package__).joinpath("static", name).read_text(encoding="utf-8")
-
-
-def _check_element_id(element_id: str | None, kind: str) -> str:
-    if element_id is None:
-        return f"minillm-{kind}-{next(_ids)}"
-    if not isinstance(element_id, str) or not re.fullmatch(r"[A-Za-z][\w-]*", element_id):
-        raise ValueError(f"element_id must be a letter followed by letters, digits, _ or -, got {element_id!r}")
-    return element_id
-
-
-def _json_for_script(data: Any) -> str:
-    """JSON that is safe inside <script type="application/json">: no "</script>" can end it.
-    <, > and & only occur inside JSON strings, where \\u escapes mean the same characters."""
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def _encode(tokenizer: Tokenizer, text: str, what: str) -> list[int]:
     if not isinstance(text, str) or not text:
         raise ValueError(f"{what} must be a non-empty string, got {text!r}")
@@ -164,41 +113,6 @@ def _encode(tokenizer: Tokenizer, text: str, what: str) -> list[int]:
 def _token_piece(tokenizer: Tokenizer, token_id: int) -> str:
     """The text of one token (a BPE token that is part of a character decodes to U+FFFD)."""
     return tokenizer.decode([token_id])
-
-
-def _select(testid: str, label: str, options: Sequence[str], selected: int) -> str:
-    opts = "".join(
-        f'<option value="{i}"{" selected" if i == selected else ""}>{html.escape(text)}</option>'
-        for i, text in enumerate(options)
-    )
-    return f'<label>{label} <select data-testid="{testid}">{opts}</select></label>'
-
-
-def _slider(testid: str, label: str, n_values: int, value: float, readout: str, *, step: float = 1) -> str:
-    """A labelled range input over 0, step, ..., (n_values - 1) * step, and its readout."""
-    return (
-        f'<label>{label} <input type="range" data-testid="{testid}" min="0" max="{(n_values - 1) * step:g}" '
-        f'step="{step:g}" value="{value:g}"><output data-testid="{testid}-value">'
-        f"{html.escape(readout)}</output></label>"
-    )
-
-
-def _render(kind: str, element_id: str, title: str, body: str, data: dict[str, Any]) -> Explorer:
-    """Wrap one explorer: root div, style, markup (hidden until its script runs), data, script."""
-    start = f"window.minillmViz.start({json.dumps(kind)}, document.currentScript, {json.dumps(element_id)});"
-    script = f"{_static('common.js')}\n{_static(_SCRIPTS[kind])}\n{start}"
-    page = (
-        f'<div class="mlv" id="{element_id}" data-explorer="{kind}" data-state="{{}}">'
-        f"<style>{_static('explorers.css')}</style>"
-        f'<div class="mlv-title">{html.escape(title)}</div>'
-        '<div class="mlv-fallback">This interactive explorer needs JavaScript: it runs in the '
-        "rendered book, in Jupyter (trusted notebooks) and in Colab.</div>"
-        f'<div class="mlv-body" style="display:none">{body}'
-        '<div class="mlv-caption" data-testid="caption" aria-live="polite"></div></div>'
-        f'<script type="application/json" class="mlv-data">{_json_for_script(data)}</script>'
-        f"<script>{script}</script></div>"
-    )
-    return Explorer(kind, element_id, page)
 
 
 # ---------------------------------------------------------------- 1. sampling
@@ -323,7 +237,7 @@ def sampling_explorer(
     sliders snap to the grid). Cost: one ``generate`` of ``n_new`` tokens per grid point
     and prompt (greedy once per prompt). Data: see ``sampling_data``.
     """
-    element_id = _check_element_id(element_id, "sampling")
+    element_id = check_element_id(element_id, "sampling")
     data = sampling_data(model, tokenizer, prompts, temperatures=temperatures, top_ks=top_ks,
                          top_ps=top_ps, n_new=n_new, seed=seed, n_show=n_show)
     ti = _start_index(data["temperatures"], 1.0)
@@ -331,11 +245,11 @@ def sampling_explorer(
     show_k = "off" if data["top_ks"][ki] is None else str(data["top_ks"][ki])
     body = (
         '<div class="mlv-controls">'
-        + _select("prompt", "Prompt", [_prompt_label(p["text"]) for p in data["prompts"]], 0)
+        + select("prompt", "Prompt", [_prompt_label(p["text"]) for p in data["prompts"]], 0)
         + "</div><div class=\"mlv-controls\">"
-        + _slider("temperature", "Temperature", len(data["temperatures"]), ti, f"{data['temperatures'][ti]:g}")
-        + _slider("top-k", "top-k", len(data["top_ks"]), ki, show_k)
-        + _slider("top-p", "top-p", len(data["top_ps"]), pi, f"{data['top_ps'][pi]:g}")
+        + slider("temperature", "Temperature", len(data["temperatures"]), ti, f"{data['temperatures'][ti]:g}")
+        + slider("top-k", "top-k", len(data["top_ks"]), ki, show_k)
+        + slider("top-p", "top-p", len(data["top_ps"]), pi, f"{data['top_ps'][pi]:g}")
         + "</div>"
         '<svg data-testid="bars" viewBox="0 0 680 250" width="680" height="250" role="img" '
         'aria-label="next-token probabilities"></svg>'
@@ -346,7 +260,7 @@ def sampling_explorer(
         '<div class="mlv-sample mlv-mono" data-testid="continuation"></div>'
     )
     title = f"Next-token sampling: {model.config.vocab_size} tokens, {n_new} sampled per setting"
-    return _render("sampling", element_id, title, body, data)
+    return render("sampling", element_id, title, body, data, ["sampling_replay.js"])
 
 
 # ---------------------------------------------------------------- 2. attention
@@ -402,7 +316,7 @@ def attention_explorer(
     to the query's largest weight). Pick the query with the slider or by clicking a token
     or a row of the map; hovering shows the exact weights. ``query`` None = the last token.
     """
-    element_id = _check_element_id(element_id, "attention")
+    element_id = check_element_id(element_id, "attention")
     data = attention_data(model, tokenizer, text)
     T, n_layer, n_head = len(data["ids"]), data["n_layer"], data["n_head"]
     query = T - 1 if query is None else query
@@ -412,9 +326,9 @@ def attention_explorer(
     data["start"] = {"layer": layer, "head": head, "query": query}
     body = (
         '<div class="mlv-controls">'
-        + _select("layer", "Layer", [str(i) for i in range(n_layer)], layer)
-        + _select("head", "Head", [str(i) for i in range(n_head)], head)
-        + _slider("query", "Query position", T, query, str(query))
+        + select("layer", "Layer", [str(i) for i in range(n_layer)], layer)
+        + select("head", "Head", [str(i) for i in range(n_head)], head)
+        + slider("query", "Query position", T, query, str(query))
         + "</div>"
         '<div class="mlv-row"><div class="mlv-map">'
         '<canvas data-testid="heatmap" class="mlv-pixels"></canvas><svg class="mlv-axes"></svg></div>'
@@ -424,7 +338,7 @@ def attention_explorer(
         "make it the query.</div></div></div>"
     )
     title = f"Attention maps: {n_layer} layers x {n_head} heads over {T} tokens"
-    return _render("attention", element_id, title, body, data)
+    return render("attention", element_id, title, body, data, ["attention.js"])
 
 
 # ---------------------------------------------------------------- 3. positions
@@ -460,7 +374,7 @@ def position_explorer(
     falling with distance: what makes relative positions readable). ``position`` None = 10
     (or the last position of a shorter block).
     """
-    element_id = _check_element_id(element_id, "position")
+    element_id = check_element_id(element_id, "position")
     data = position_data(block_size, n_embd, base)
     position = min(10, block_size - 1) if position is None else position
     if not is_int(position, 0, block_size - 1):
@@ -468,7 +382,7 @@ def position_explorer(
     data["start"] = position
     body = (
         '<div class="mlv-controls">'
-        + _slider("position", "Position", block_size, position, str(position))
+        + slider("position", "Position", block_size, position, str(position))
         + "</div>"
         '<div class="mlv-map mlv-wide"><canvas data-testid="heatmap" class="mlv-pixels"></canvas>'
         '<svg class="mlv-axes"></svg></div>'
@@ -477,7 +391,7 @@ def position_explorer(
         '<svg data-testid="similarity" viewBox="0 0 315 190" width="315" height="190"></svg></div>'
     )
     title = f"Sinusoidal positions: block_size={block_size}, n_embd={n_embd}, base={base:g}"
-    return _render("position", element_id, title, body, data)
+    return render("position", element_id, title, body, data, ["position.js"])
 
 
 # ---------------------------------------------------------------- 4. learning-rate schedule
@@ -499,7 +413,7 @@ def lr_schedule_explorer(cfg: TrainConfig | None = None, *, element_id: str | No
     lr; the page recomputes the curve with a line-by-line JavaScript copy of ``lr_at`` and
     keeps the configured schedule as a dashed line. Hover for (step, lr).
     """
-    element_id = _check_element_id(element_id, "lr-schedule")
+    element_id = check_element_id(element_id, "lr-schedule")
     cfg = TrainConfig() if cfg is None else cfg
     data = lr_schedule_data(cfg)
     decay_iters = cfg.max_iters if cfg.lr_decay_iters is None else cfg.lr_decay_iters
@@ -507,11 +421,11 @@ def lr_schedule_explorer(cfg: TrainConfig | None = None, *, element_id: str | No
     ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
     body = (
         '<div class="mlv-controls">'
-        + _slider("warmup", "warmup_iters", max_warmup + 1, cfg.warmup_iters, str(cfg.warmup_iters))
-        + _slider("min-lr", "min_lr / lr", 101, round(ratio, 2), f"{ratio:.2f}", step=0.01)
+        + slider("warmup", "warmup_iters", max_warmup + 1, cfg.warmup_iters, str(cfg.warmup_iters))
+        + slider("min-lr", "min_lr / lr", 101, round(ratio, 2), f"{ratio:.2f}", step=0.01)
         + "</div>"
         '<svg data-testid="curve" viewBox="0 0 680 270" width="680" height="270" role="img" '
         'aria-label="learning rate per step"></svg>'
     )
     title = f"Learning-rate schedule: lr={cfg.lr:g}, {cfg.max_iters} steps"
-    return _render("lr-schedule", element_id, title, body, data)
+    return render("lr-schedule", element_id, title, body, data, ["lr_schedule.js"])

@@ -1,24 +1,29 @@
 (function () {
   var V = window.minillmViz;
-  if (V.attention) return;
-  V.attention = function (root, d) {
+  if (V.attentionView) return;
+  // The attention heatmap and the shaded text inside one explorer root. view.show(d, start)
+  // draws d = {tokens, n_layer, n_head, weight(layer, head, query, key)} (T = tokens.length);
+  // start = {layer, head, query} (optional: else the layer and head stay and the query is the
+  // last token). onDraw({layer, head, query, checksum, row}) runs after every redraw.
+  V.attentionView = function (root, onDraw) {
     var $ = function (s) { return root.querySelector(s); };
-    var T = d.tokens.length, PAD = 34, SIZE = Math.max(T, Math.min(320, Math.floor(320 / T) * T || 320));
     var sL = $('[data-testid="layer"]'), sH = $('[data-testid="head"]'), sQ = $('[data-testid="query"]');
     var canvas = $('[data-testid="heatmap"]'), axes = $(".mlv-axes"), text = $('[data-testid="text"]');
-    var cap = $('[data-testid="caption"]'), ctx = canvas.getContext("2d");
-    canvas.width = T; canvas.height = T;  // one pixel per (query, key); CSS scales it up
-    canvas.style.left = PAD + "px"; canvas.style.top = "4px";
-    canvas.style.width = SIZE + "px"; canvas.style.height = SIZE + "px";
-    var box = {x: PAD, y: 4, w: SIZE, h: SIZE}, cell = SIZE / T;
-    axes.setAttribute("width", PAD + SIZE + 6); axes.setAttribute("height", SIZE + 62);
-    canvas.parentNode.style.width = (PAD + SIZE + 6) + "px"; canvas.parentNode.style.height = (SIZE + 62) + "px";
-    var st = {layer: d.start.layer, head: d.start.head, query: d.start.query}, highlight;
-    function w(q, k) { return d.weights[st.layer][st.head][q * (q + 1) / 2 + k] / d.scale; }
+    var cap = $('[data-testid="caption"]'), ctx = canvas.getContext("2d"), PAD = 34;
+    var d = null, T = 0, box, cell, highlight, spans = [], st = {layer: 0, head: 0, query: 0};
+    function w(q, k) { return d.weight(st.layer, st.head, q, k); }
     function tok(i) { return JSON.stringify(d.tokens[i]); }
-    // static axes: ticks, titles, colour bar
-    (function () {
-      var step = T <= 16 ? 1 : T <= 40 ? 5 : 10, i;
+    // The parts that depend on the text: canvas size, ticks, titles, colour bar, token spans.
+    function layout() {
+      var SIZE = Math.max(T, Math.min(320, Math.floor(320 / T) * T || 320)), i;
+      canvas.width = T; canvas.height = T;  // one pixel per (query, key); CSS scales it up
+      canvas.style.left = PAD + "px"; canvas.style.top = "4px";
+      canvas.style.width = SIZE + "px"; canvas.style.height = SIZE + "px";
+      box = {x: PAD, y: 4, w: SIZE, h: SIZE}; cell = SIZE / T;
+      axes.setAttribute("width", PAD + SIZE + 6); axes.setAttribute("height", SIZE + 62);
+      canvas.parentNode.style.width = (PAD + SIZE + 6) + "px"; canvas.parentNode.style.height = (SIZE + 62) + "px";
+      V.clear(axes);
+      var step = T <= 16 ? 1 : T <= 40 ? 5 : 10;
       for (i = 0; i < T; i += step) {
         V.svg("text", {x: box.x + (i + .5) * cell, y: box.y + box.h + 13, "text-anchor": "middle", "font-size": 10}, axes, i);
         V.svg("text", {x: box.x - 4, y: box.y + (i + .5) * cell + 3.5, "text-anchor": "end", "font-size": 10}, axes, i);
@@ -35,18 +40,20 @@
       });
       V.svg("text", {x: box.x + bw + 6, y: y + 8, "font-size": 10}, axes, "weight (\u221a scale)");
       highlight = V.svg("rect", {x: box.x - 1, width: box.w + 2, height: cell + 2, fill: "none", stroke: "currentColor", "stroke-width": 1.5}, axes);
-    })();
-    var spans = d.tokens.map(function (s, i) {
-      var span = document.createElement("span");
-      span.className = "mlv-tok"; span.setAttribute("data-testid", "token"); span.setAttribute("data-index", i);
-      span.textContent = s === "\n" ? "\u21b5\n" : s;
-      span.title = "position " + i + " " + tok(i) + " (click: make it the query)";
-      span.addEventListener("click", function () { setQuery(i); });
-      span.addEventListener("mouseenter", function () { describe(st.query, i); });
-      span.addEventListener("mouseleave", function () { describe(st.query, null); });
-      text.appendChild(span);
-      return span;
-    });
+      V.clear(text);
+      spans = d.tokens.map(function (s, i) {
+        var span = document.createElement("span");
+        span.className = "mlv-tok"; span.setAttribute("data-testid", "token"); span.setAttribute("data-index", i);
+        span.textContent = s === "\n" ? "\u21b5\n" : s;
+        span.title = "position " + i + " " + tok(i) + " (click: make it the query)";
+        span.addEventListener("click", function () { setQuery(i); });
+        span.addEventListener("mouseenter", function () { describe(st.query, i); });
+        span.addEventListener("mouseleave", function () { describe(st.query, null); });
+        text.appendChild(span);
+        return span;
+      });
+      sQ.max = T - 1;
+    }
     function describe(q, k) {
       var where = "Layer " + st.layer + ", head " + st.head + ": ";
       if (k === null) {
@@ -82,19 +89,36 @@
       sQ.value = st.query;
       $('[data-testid="query-value"]').textContent = st.query + " " + tok(st.query);
       describe(st.query, null);
-      V.setState(root, {layer: st.layer, head: st.head, query: st.query, checksum: checksum});
+      if (onDraw) onDraw({layer: st.layer, head: st.head, query: st.query, checksum: checksum, row: row});
     }
     function setQuery(q) { st.query = q; draw(); }
     function cellAt(e) {
       var r = canvas.getBoundingClientRect();
       return [Math.min(T - 1, Math.floor((e.clientY - r.top) / r.height * T)), Math.min(T - 1, Math.floor((e.clientX - r.left) / r.width * T))];
     }
-    canvas.addEventListener("mousemove", function (e) { var c = cellAt(e); describe(c[0], c[1]); });
-    canvas.addEventListener("mouseleave", function () { describe(st.query, null); });
-    canvas.addEventListener("click", function (e) { setQuery(cellAt(e)[0]); });
-    sL.addEventListener("change", function () { st.layer = +sL.value; draw(); });
-    sH.addEventListener("change", function () { st.head = +sH.value; draw(); });
-    sQ.addEventListener("input", function () { setQuery(+sQ.value); });
-    draw();
+    canvas.addEventListener("mousemove", function (e) { if (d) { var c = cellAt(e); describe(c[0], c[1]); } });
+    canvas.addEventListener("mouseleave", function () { if (d) describe(st.query, null); });
+    canvas.addEventListener("click", function (e) { if (d) setQuery(cellAt(e)[0]); });
+    sL.addEventListener("change", function () { st.layer = +sL.value; if (d) draw(); });
+    sH.addEventListener("change", function () { st.head = +sH.value; if (d) draw(); });
+    sQ.addEventListener("input", function () { if (d) setQuery(+sQ.value); });
+    return {
+      show: function (data, start) {
+        d = data; T = d.tokens.length;
+        if (start) { st.layer = start.layer; st.head = start.head; st.query = start.query; }
+        else st.query = T - 1;
+        sL.value = st.layer; sH.value = st.head;
+        layout();
+        draw();
+      },
+    };
+  };
+  // The replay explorer: maps computed in Python, stored as integers (lower triangles, row by row).
+  V.attention = function (root, d) {
+    V.attentionView(root, function (s) {
+      V.setState(root, {layer: s.layer, head: s.head, query: s.query, checksum: s.checksum});
+    }).show({tokens: d.tokens, n_layer: d.n_layer, n_head: d.n_head, weight: function (l, h, q, k) {
+      return d.weights[l][h][q * (q + 1) / 2 + k] / d.scale;
+    }}, d.start);
   };
 })();

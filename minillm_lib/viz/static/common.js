@@ -65,6 +65,80 @@
     attrs.fill = "none";
     return V.svg("polyline", attrs, svg);
   };
+  // A bar chart of next-token probabilities in svg. bars[i]: {label, value (bar height),
+  // outline (a dashed outline at this height, optional), grey (drawn grey: filtered out),
+  // mark (outlined in orange: the token drawn), title (hover text), attrs (data attributes)}.
+  V.bars = function (svg, bars, footer) {
+    var box = {x: 44, y: 22, w: 630, h: 170}, n = bars.length, top = 0, i;
+    for (i = 0; i < n; i++) top = Math.max(top, bars[i].value, bars[i].outline || 0);
+    var step = V.niceStep(top || 1, 4), ymax = Math.min(1, Math.ceil((top || 1) / step) * step);
+    V.clear(svg);
+    var sc = V.axes(svg, box, 0, n, 0, ymax, {yTicks: 4, noXTicks: true,
+      fmtY: function (v) { return Math.round(v * 100) + "%"; }, yLabel: "probability of the next token"});
+    var bw = box.w / n, gap = Math.min(6, bw * .2);
+    for (i = 0; i < n; i++) {
+      var b = bars[i], x = sc.x(i) + gap / 2, w = bw - gap, attrs = {"data-testid": "bar"}, k;
+      for (k in b.attrs) attrs[k] = b.attrs[k];
+      var g = V.svg("g", attrs, svg), h = sc.y(0) - sc.y(b.value);
+      V.svg("rect", {x: x, y: sc.y(b.value), width: w, height: h, fill: b.grey ? V.GREY : V.BLUE}, g);
+      if (b.outline !== undefined) {
+        V.svg("rect", {x: x + .5, y: sc.y(b.outline), width: w - 1, height: sc.y(0) - sc.y(b.outline), fill: "none",
+                       stroke: "currentColor", "stroke-opacity": .6, "stroke-dasharray": "3 2"}, g);
+      }
+      if (b.mark) V.svg("rect", {x: x - 1.5, y: sc.y(b.value) - 1.5, width: w + 3, height: h + 3, fill: "none", stroke: V.ORANGE, "stroke-width": 2}, g);
+      if (!b.grey && b.value >= .01) {
+        V.svg("text", {x: x + w / 2, y: sc.y(b.value) - 4, "text-anchor": "middle", "font-size": 10}, g, V.fmt(100 * b.value, 2) + "%");
+      }
+      var label = V.visible(b.label);
+      V.svg("text", {x: x + w / 2, y: box.y + box.h + 17, "text-anchor": "middle", "font-size": 13,
+                     "class": "mlv-mono", opacity: b.grey ? .5 : 1}, g, label.length > 6 ? label.slice(0, 5) + "\u2026" : label);
+      V.svg("title", {}, g, b.title);
+    }
+    V.svg("text", {x: box.x + box.w, y: box.y + box.h + 36, "text-anchor": "end", "font-size": 11, opacity: .75}, svg, footer);
+  };
+  V.BLUE = "#2f7ed8"; V.GREY = "rgba(140,140,140,.45)"; V.ORANGE = "#e8731a";
+  // Load the model an explorer runs (source: {key, url, nbytes}, see minillm_lib/viz/live.py) and
+  // call ready(model); the caption says what is happening, and why if it fails.
+  V.withModel = function (root, source, ready) {
+    var cap = root.querySelector('[data-testid="caption"]');
+    cap.textContent = "Loading the model (" + V.fmt(source.nbytes / 1e6, 3) + " MB of weights)\u2026";
+    window.minillm.loadModel(source.key, source.url, function (model) {
+      root.setAttribute("data-model", "ready");
+      ready(model);
+    }, function (error) {
+      root.setAttribute("data-model", "failed");
+      cap.textContent = "The model did not load: " + error.message;
+      console.error("minillm: " + error.message);
+    });
+  };
+  // A token's text as an inline span (data-testid="token", data-step=step); whitespace shown.
+  V.tokenSpan = function (text, step, className) {
+    var span = document.createElement("span");
+    span.className = "mlv-tok" + (className ? " " + className : "");
+    span.setAttribute("data-testid", "token");
+    span.setAttribute("data-step", step);
+    span.textContent = text;
+    return span;
+  };
+  // The sampling options the sliders of a live explorer set (absent sliders: off), with their
+  // readouts updated. Sliders mean "off" at one end: top-k 0, top-p 1, min-p 0, repetition penalty 1.
+  V.samplingSettings = function (root) {
+    function value(testid) { var e = root.querySelector('[data-testid="' + testid + '"]'); return e ? +e.value : null; }
+    var s = {temperature: value("temperature"), top_k: value("top-k") || null, top_p: value("top-p"),
+             min_p: value("min-p"), repetition_penalty: value("repetition-penalty")};
+    s.top_p = s.top_p === null || s.top_p >= 1 ? null : s.top_p;
+    s.min_p = s.min_p || null;
+    s.repetition_penalty = s.repetition_penalty === null || s.repetition_penalty === 1 ? 1 : s.repetition_penalty;
+    var seed = root.querySelector('[data-testid="seed"]');
+    s.seed = seed ? Math.max(0, Math.min(4294967295, Math.floor(+seed.value) || 0)) : 0;
+    var show = {temperature: s.temperature, "top-k": s.top_k || "off", "top-p": s.top_p || "off",
+                "min-p": s.min_p || "off", "repetition-penalty": s.repetition_penalty === 1 ? "off" : s.repetition_penalty};
+    Object.keys(show).forEach(function (k) {
+      var out = root.querySelector('[data-testid="' + k + '-value"]');
+      if (out) out.textContent = String(show[k]);
+    });
+    return s;
+  };
   V.setState = function (root, state) { root.setAttribute("data-state", JSON.stringify(state)); };
   V.start = function (kind, script, id) {
     var root = (script && script.closest && script.closest(".mlv")) || document.getElementById(id);
