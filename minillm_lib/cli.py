@@ -185,7 +185,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def cmd_chat(args: argparse.Namespace) -> None:
     """Talk to an instruction-tuned run (chapter 13): each line you type is one prompt, put in
-    the chat template; the reply streams until the model writes <|end|>."""
+    the chat template; the reply streams until the model writes ``<|end|>``."""
     folder = _run_folder(args.run)
     device = resolve_device(args.device)
     model = load_model(folder, device=device)

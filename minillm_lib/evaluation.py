@@ -1,5 +1,5 @@
 """Is it any good? Measures of a language model beyond the training loss (chapters 9 and 16,
-and chapter "Is it any good? Evaluating a language model").
+and chapter 17, "Is it any good? Evaluating a language model").
 
 Likelihood. ``bits_per_char`` is the model's exact held-out loss in bits per character (the
 unit that compares models with different tokenizers, and with compressors). Its yardsticks:
@@ -392,7 +392,7 @@ class Calibration:
     edges (n_bins + 1,): the bins [edges[i], edges[i + 1]), the last one closed;
     count (n_bins,): predictions per bin; confidence (n_bins,): their mean probability;
     accuracy (n_bins,): the share that came true (both NaN for an empty bin);
-    ece: expected calibration error, sum over bins of count / N * |accuracy - confidence|.
+    ece: expected calibration error, sum over bins of count / N * abs(accuracy - confidence).
     """
 
     edges: torch.Tensor

@@ -21,7 +21,7 @@ No reward model and no human labels: ``arithmetic_problems`` makes problems ("12
   PPO's clipped objective per token (Schulman et al., 2017) with the ratio
   rho = pi / pi_old, min(rho A, clip(rho, 1 - eps, 1 + eps) A), plus beta times a KL estimate
   to the reference model per token: Schulman's k3 (2020), ``kl_k3``. Each completion's
-  tokens are averaged, then the completions (the GRPO paper's 1/|o_i|; trl's "grpo" loss),
+  tokens are averaged, then the completions (the GRPO paper's 1 / len(o_i); trl's "grpo" loss),
   or every token of the batch counts once (``average="token"``: DAPO, Yu et al., 2025, which
   removes the first's bias towards short right answers and long wrong ones).
 
