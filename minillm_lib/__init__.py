@@ -7,9 +7,9 @@ docstring names the chapter it comes from)::
          --model (config, positions, layers, attention)--> logits --training--> loss, AdamW step
     prompt ids --sampling (model + KV cache + logit filters)--> new ids --tokenizers--> text
 
-Imports run one way, lower floors first: config -> positions, layers -> attention ->
-model -> checkpoint, interop, sampling -> training -> zoo -> lora, quantize, finetune ->
-viz, cli. Everything in ``__all__`` is importable from the top level
+Imports run one way, lower floors first: config -> positions, layers -> attention, moe ->
+model -> checkpoint, interop, sampling -> training -> evaluation, zoo -> lora, quantize,
+finetune, rl -> viz, cli. Everything in ``__all__`` is importable from the top level
 (``from minillm_lib import GPT, generate, train``) or from its module
 (``from minillm_lib.sampling import generate``), which is where the chapters point.
 ``minillm_lib.viz`` (the notebooks' explorers) is not imported here: it is for notebooks.
@@ -47,7 +47,10 @@ _MODULES: dict[str, tuple[str, ...]] = {
     # sampling and the KV cache (chapters 9-10), and judging what comes out
     "sampling": ("generate", "stream", "SamplingOptions", "temperature_scale", "top_k_filter",
                  "top_p_filter", "min_p_filter", "repetition_penalty"),
-    "evaluation": ("real_word_rate", "sample_quality", "Vocabulary"),
+    "evaluation": ("real_word_rate", "sample_quality", "Vocabulary", "token_logprobs",
+                   "bits_per_char", "compressed_bits_per_char", "NGramModel", "ngram_baseline",
+                   "top_predictions", "calibration", "Calibration", "score_choices",
+                   "ChoiceItem", "next_line_task", "wilson_interval", "choice_accuracy"),
     # fine-tuning and compression (chapters 11-13)
     "lora": ("LoRALinear", "apply_lora", "merge_lora", "save_lora", "load_lora",
              "count_trainable", "lora_layers", "lora_state_dict"),
@@ -56,6 +59,12 @@ _MODULES: dict[str, tuple[str, ...]] = {
                  "model_size_bytes"),
     "finetune": ("load_dialogues", "format_chat", "sft_examples", "add_special_tokens",
                  "sequence_logprobs", "dpo_loss"),
+    # Part 3: is it any good (evaluation, above), mixture of experts, RL with verifiable rewards
+    "moe": ("MoE", "load_balancing_loss", "expert_capacity", "within_capacity", "moe_layers",
+            "expert_usage"),
+    "rl": ("Problem", "arithmetic_problems", "check_answer", "rewards", "sample_completions",
+           "completion_logprobs", "reinforce_advantages", "group_advantages", "reinforce_loss",
+           "kl_k3", "grpo_loss"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = list(_HOME)
@@ -85,7 +94,24 @@ if TYPE_CHECKING:  # what editors and type checkers see: the same names, importe
     )
     from .config import PRESETS, TRAIN_PRESETS, GPTConfig
     from .data import CorpusError, get_batch, iter_eval_batches, load_corpus, train_val_split
-    from .evaluation import Vocabulary, real_word_rate, sample_quality
+    from .evaluation import (
+        Calibration,
+        ChoiceItem,
+        NGramModel,
+        Vocabulary,
+        bits_per_char,
+        calibration,
+        choice_accuracy,
+        compressed_bits_per_char,
+        next_line_task,
+        ngram_baseline,
+        real_word_rate,
+        sample_quality,
+        score_choices,
+        token_logprobs,
+        top_predictions,
+        wilson_interval,
+    )
     from .finetune import (
         add_special_tokens,
         dpo_loss,
@@ -113,6 +139,14 @@ if TYPE_CHECKING:  # what editors and type checkers see: the same names, importe
         save_lora,
     )
     from .model import GPT, Block
+    from .moe import (
+        MoE,
+        expert_capacity,
+        expert_usage,
+        load_balancing_loss,
+        moe_layers,
+        within_capacity,
+    )
     from .positions import apply_rope, rope_cos_sin, sinusoidal_positions
     from .quantize import (
         QuantizedLinear,
@@ -124,6 +158,19 @@ if TYPE_CHECKING:  # what editors and type checkers see: the same names, importe
         quantize_int8,
         quantize_model,
         unpack_int4,
+    )
+    from .rl import (
+        Problem,
+        arithmetic_problems,
+        check_answer,
+        completion_logprobs,
+        group_advantages,
+        grpo_loss,
+        kl_k3,
+        reinforce_advantages,
+        reinforce_loss,
+        rewards,
+        sample_completions,
     )
     from .sampling import (
         SamplingOptions,

@@ -4,6 +4,7 @@ terminal.
     python -m minillm_lib train --data shakespeare --preset baby --out runs/baby
     python -m minillm_lib sample runs/baby --prompt "ROMEO:" --temperature 0.8 --top-k 40
     python -m minillm_lib eval runs/baby --data shakespeare
+    python -m minillm_lib eval runs/baby --choices 200  # and a multiple-choice test: next line
     python -m minillm_lib export runs/baby hf/baby        # a transformers folder: model + tokenizer
     python -m minillm_lib chat runs/chat                  # talk to an instruction-tuned run
     python -m minillm_lib export runs/baby --web baby.html   # one offline page that runs the model
@@ -54,6 +55,7 @@ from .checkpoint import (
 )
 from .config import PRESETS, TRAIN_PRESETS, GPTConfig
 from .data import load_corpus, train_val_split
+from .evaluation import NGramModel, choice_accuracy, next_line_task, score_choices
 from .files import (
     FileLockedError,
     atomic_folder,
@@ -67,7 +69,7 @@ from .finetune import CHAT_SPECIAL_TOKENS, END, encode_chat
 from .interop import to_hf, to_hf_tokenizer
 from .model import GPT
 from .sampling import stream
-from .tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 from .training import (
     DTYPES,
     OPTIMIZERS,
@@ -456,10 +458,10 @@ def cmd_chat(args: argparse.Namespace) -> None:
 def cmd_eval(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     _, model, tokenizer = _load_run(args.run, device)
-    text = _read_corpus(args.data)
+    text = train_text = _read_corpus(args.data)
     if args.split == "val":
-        try:
-            text = train_val_split(text)[1]  # the same last 10% that train validated on
+        try:  # the same last 10% that train validated on
+            train_text, text = train_val_split(text)
         except ValueError as err:
             raise UsageError(f"corpus {args.data!r} is too short for a validation split "
                              f"({err}); use --split all") from err
@@ -471,6 +473,26 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"{args.split} split of {args.data!r}: {len(ids):,} tokens")
     print(f"loss {result['loss']:.4f}  perplexity {result['perplexity']:.3f}  "
           f"bits/token {result['bits_per_token']:.4f}  bits/char {result['bits_per_char']:.4f}")
+    if args.choices:
+        _eval_choices(model, tokenizer, text, train_text if args.split == "val" else None, args)
+
+
+def _eval_choices(model: GPT, tokenizer: Tokenizer, text: str, train_text: str | None,
+                  args: argparse.Namespace) -> None:
+    """The next-line multiple-choice test (``evaluation.next_line_task``) on ``text``: the
+    model's accuracy with its 95 % interval, chance, and a trigram model's (fitted on
+    ``train_text``; left out with --split all, which has no held-out text)."""
+    items = next_line_task(text, args.choices, max_chars=model.config.block_size, seed=args.seed)
+    ours = choice_accuracy(items, lambda context, choices: score_choices(
+        model, tokenizer, context, choices))
+    print(f"next line, {ours['n']} items of {len(items[0].choices)} choices: accuracy "
+          f"{ours['accuracy']:.3f} (95% interval {ours['low']:.3f}-{ours['high']:.3f}), "
+          f"chance {ours['chance']:.3f}")
+    if train_text is not None:
+        trigram = NGramModel(3).fit(train_text, vocab=text)
+        theirs = choice_accuracy(items, trigram.score_choices)
+        print(f"trigram baseline accuracy {theirs['accuracy']:.3f} "
+              f"(95% interval {theirs['low']:.3f}-{theirs['high']:.3f})")
 
 
 def _check_export_folder(out: Path, run: Path) -> None:
@@ -604,6 +626,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="shakespeare", help="corpus name or text file")
     p.add_argument("--split", choices=["val", "all"], default="val", help="val = the last 10%%")
     p.add_argument("--batch-size", type=_int_in(1), default=64)
+    p.add_argument("--choices", type=_int_in(0), default=0, help="also score N next-line "
+                   "multiple-choice items (which of 4 lines comes next?); 0 = none")
+    p.add_argument("--seed", type=_int_in(0), default=0, help="draws the --choices items")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_eval)
 

@@ -23,7 +23,10 @@ from ._checks import is_int, is_number
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
-MLPS = ("gelu", "gelu_tanh", "relu", "swiglu")
+MLPS = ("gelu", "gelu_tanh", "relu", "swiglu", "moe")
+# Mixture-of-experts defaults (mlp="moe"): Mixtral's 8 experts, 2 per token, and the
+# Switch Transformer's balancing-loss coefficient (Fedus et al., 2021).
+MOE_DEFAULTS: dict[str, Any] = dict(n_expert=8, n_expert_per_token=2, moe_aux_loss_coef=0.01)
 
 # Presets are plain dicts so a learner can read them at a glance. Those without a
 # vocab_size take it from the tokenizer: GPTConfig.from_preset("baby", vocab_size=65).
@@ -91,7 +94,12 @@ def swiglu_hidden(n_embd: int, multiple_of: int = 8) -> int:
 @dataclass
 class GPTConfig:
     """Shape and recipe of a GPT. ``n_kv_head`` and ``mlp_hidden`` may be given as None
-    and are filled in by ``__post_init__`` (n_head, and 4*n_embd or ``swiglu_hidden``)."""
+    and are filled in by ``__post_init__`` (n_head, and 4*n_embd or ``swiglu_hidden``).
+
+    The four ``moe`` fields belong to ``mlp="moe"`` (a mixture of SwiGLU experts, each
+    ``mlp_hidden`` wide: chapter "Mixture of experts", ``moe.py``). With another MLP they
+    stay None; with "moe", None gets ``MOE_DEFAULTS`` (capacity None: no token dropped).
+    """
 
     vocab_size: int | None = None  # required: comes from the tokenizer
     block_size: int = 1024         # longest sequence (context length) the model sees
@@ -105,9 +113,14 @@ class GPTConfig:
     rope_theta: float = 10000.0    # RoPE base; only used with pos_encoding="rope"
     norm: str = "layernorm"        # "layernorm" | "rmsnorm"
     norm_eps: float = 1e-5
-    mlp: str = "gelu"              # "gelu" | "gelu_tanh" | "relu" | "swiglu"
-    mlp_hidden: int | None = None  # MLP inner width
+    mlp: str = "gelu"              # "gelu" | "gelu_tanh" | "relu" | "swiglu" | "moe"
+    mlp_hidden: int | None = None  # MLP inner width (of each expert, with "moe")
     tie_weights: bool = True       # lm_head shares the token embedding matrix
+    n_expert: int | None = None    # "moe": experts per layer
+    n_expert_per_token: int | None = None  # "moe": experts each token is sent to (top-k)
+    moe_capacity_factor: float | None = None  # "moe": tokens an expert takes per batch, as a
+    #   multiple of an even share (None = no limit; else those over it are dropped in training)
+    moe_aux_loss_coef: float | None = None  # "moe": weight of the load-balancing loss
 
     def __post_init__(self) -> None:
         if self.vocab_size is None:
@@ -118,7 +131,12 @@ class GPTConfig:
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
         if self.mlp_hidden is None:
-            self.mlp_hidden = swiglu_hidden(self.n_embd) if self.mlp == "swiglu" else 4 * self.n_embd
+            gated = self.mlp in ("swiglu", "moe")
+            self.mlp_hidden = swiglu_hidden(self.n_embd) if gated else 4 * self.n_embd
+        if self.mlp == "moe":
+            for name, value in MOE_DEFAULTS.items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
         self._validate()
 
     def _validate(self) -> None:
@@ -148,11 +166,33 @@ class GPTConfig:
                 f"n_head ({self.n_head}) must be divisible by n_kv_head ({self.n_kv_head}): "
                 "each key/value head serves the same number of query heads"
             )
+        self._validate_moe()
         if self.pos_encoding == "rope" and self.head_dim % 2 != 0:
             raise ValueError(
                 f"head size n_embd // n_head = {self.head_dim} must be even with "
                 "pos_encoding='rope': RoPE rotates channels in pairs"
             )
+
+    def _validate_moe(self) -> None:
+        moe_fields = ("n_expert", "n_expert_per_token", "moe_capacity_factor", "moe_aux_loss_coef")
+        if self.mlp != "moe":
+            for name in moe_fields:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name}={getattr(self, name)!r} needs mlp='moe' "
+                                     f"(this config has mlp={self.mlp!r}); leave it None")
+            return
+        if not is_int(self.n_expert, 1):
+            raise ValueError(f"n_expert must be a positive integer, got {self.n_expert!r}")
+        if not is_int(self.n_expert_per_token, 1, self.n_expert):
+            raise ValueError(f"n_expert_per_token must be an integer in 1..n_expert "
+                             f"({self.n_expert}), got {self.n_expert_per_token!r}")
+        capacity = self.moe_capacity_factor
+        if capacity is not None and (not is_number(capacity) or capacity <= 0):
+            raise ValueError(f"moe_capacity_factor must be a positive number or None "
+                             f"(no limit), got {capacity!r}")
+        if not is_number(self.moe_aux_loss_coef) or self.moe_aux_loss_coef < 0:
+            raise ValueError(f"moe_aux_loss_coef must be a number >= 0, "
+                             f"got {self.moe_aux_loss_coef!r}")
 
     @property
     def head_dim(self) -> int:

@@ -35,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._checks import is_int, is_number
+from .evaluation import IGNORE_INDEX, token_logprobs
 from .model import GPT
 from .sampling import generate
 from .tokenizers import BPETokenizer, CharTokenizer, Tokenizer
@@ -43,7 +44,6 @@ USER = "<|user|>"
 ASSISTANT = "<|assistant|>"
 END = "<|end|>"  # closes a turn; generation stops when the assistant writes it
 CHAT_SPECIAL_TOKENS = (USER, ASSISTANT, END)
-IGNORE_INDEX = -100  # a target that carries no loss (F.cross_entropy's ignore_index)
 
 # Typographic characters of the dialogues -> the ASCII that Shakespeare's vocabulary has.
 ASCII_FOLD = str.maketrans({
@@ -350,7 +350,6 @@ def preference_triples(pairs: Sequence[Pair]) -> list[tuple[str, str, str]]:
             if early_modern(reply) != reply]
 
 
-
 def sequence_logprobs(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Log-probability of each row's targets: sum over t of log p(y[t] | x[:t+1]),
     skipping positions where y is IGNORE_INDEX. With ``sft_examples`` rows that is
@@ -358,14 +357,7 @@ def sequence_logprobs(model: GPT, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
     x, y: (N, T) -> (N,). Gradients flow (call under torch.no_grad() for a reference model).
     """
-    if x.shape != y.shape or x.dim() != 2:
-        raise ValueError(f"x and y must have the same (N, T) shape, "
-                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
-    logits, _ = model(x)  # (N, T, V)
-    logp = F.log_softmax(logits.float(), dim=-1)  # (N, T, V)
-    mask = y != IGNORE_INDEX  # (N, T)
-    picked = logp.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (N, T) log p of each target
-    return (picked * mask).sum(dim=-1)
+    return token_logprobs(model, x, y).sum(dim=-1)  # (N, T) log p of each target, 0 if skipped
 
 
 def dpo_loss(

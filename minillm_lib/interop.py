@@ -5,7 +5,9 @@ Our layer names follow GPT-2, so GPT-2 maps one tensor at a time (its Conv1D lay
 store weights as (in, out), the transpose of nn.Linear's (out, in)). Llama maps too:
 its q/k/v projections are concatenated into our fused c_attn, its gate/up projections
 into our c_fc (gate first, as MLP.forward chunks them), and its RoPE uses the same
-half-split layout as ours, so no weights need permuting.
+half-split layout as ours, so no weights need permuting. Mixtral is Llama with a mixture of
+experts (chapter "Mixture of experts"): its router ("gate") is ours, and its experts' stacked
+gate_up/down tensors are our experts' c_fc/c_proj, one slice each.
 
 ``to_hf_tokenizer`` turns our tokenizers into a Hugging Face fast tokenizer that gives the
 same ids, so an exported folder loads with ``AutoTokenizer`` as well as with
@@ -56,7 +58,8 @@ def _import_transformers() -> Any:
 # ---------------------------------------------------------------- Hugging Face -> ours
 
 def from_hf(hf_model: nn.Module) -> GPT:
-    """Copy a ``GPT2LMHeadModel`` or ``LlamaForCausalLM`` into a new GPT (same dtype)."""
+    """Copy a ``GPT2LMHeadModel``, ``LlamaForCausalLM`` or ``MixtralForCausalLM`` into a new
+    GPT (same dtype)."""
     transformers = _import_transformers()
     if isinstance(hf_model, transformers.GPT2LMHeadModel):
         model = GPT(_config_from_gpt2(hf_model.config))
@@ -64,9 +67,13 @@ def from_hf(hf_model: nn.Module) -> GPT:
     elif isinstance(hf_model, transformers.LlamaForCausalLM):
         model = GPT(_config_from_llama(hf_model.config))
         _copy_from_llama(model, hf_model)
+    elif isinstance(hf_model, transformers.MixtralForCausalLM):
+        model = GPT(_config_from_mixtral(hf_model.config))
+        _copy_from_llama(model, hf_model)
     else:
         raise TypeError(
-            f"from_hf supports GPT2LMHeadModel and LlamaForCausalLM, got {type(hf_model).__name__}"
+            "from_hf supports GPT2LMHeadModel, LlamaForCausalLM and MixtralForCausalLM, "
+            f"got {type(hf_model).__name__}"
         )
     return model.to(hf_model.lm_head.weight.dtype).train(hf_model.training)
 
@@ -92,29 +99,48 @@ def _config_from_gpt2(hf: Any) -> GPTConfig:
 
 def _config_from_llama(hf: Any) -> GPTConfig:
     """Translate a LlamaConfig, refusing options our model does not implement."""
-    rope = hf.rope_parameters or {}
-    if rope.get("rope_type", "default") != "default" or rope.get("partial_rotary_factor", 1.0) != 1.0:
-        raise ValueError(
-            f"Llama rope_parameters {rope} are not supported: only plain RoPE (rope_type 'default')"
-        )
-    if hf.hidden_act != "silu":
-        raise ValueError(f"Llama hidden_act {hf.hidden_act!r} is not supported (need 'silu' for SwiGLU)")
-    if hf.head_dim != hf.hidden_size // hf.num_attention_heads:
-        raise ValueError(
-            f"Llama head_dim {hf.head_dim} != hidden_size // num_attention_heads "
-            f"({hf.hidden_size // hf.num_attention_heads}) is not supported"
-        )
     if hf.attention_bias != hf.mlp_bias:
         raise ValueError(
             f"Llama attention_bias={hf.attention_bias} with mlp_bias={hf.mlp_bias} is not supported: "
             "our config has one bias flag for both"
         )
+    return GPTConfig(**_llama_like_fields(hf, "Llama"), bias=bool(hf.attention_bias), mlp="swiglu")
+
+
+def _config_from_mixtral(hf: Any) -> GPTConfig:
+    """Translate a MixtralConfig (Llama's attention, a mixture of SwiGLU experts, no biases)."""
+    for option, wanted in (("sliding_window", None), ("router_jitter_noise", 0.0)):
+        if getattr(hf, option) != wanted:
+            raise ValueError(f"Mixtral {option}={getattr(hf, option)!r} is not supported "
+                             f"(need {wanted!r})")
     return GPTConfig(
+        **_llama_like_fields(hf, "Mixtral"), bias=False, mlp="moe",
+        n_expert=hf.num_local_experts, n_expert_per_token=hf.num_experts_per_tok,
+        moe_aux_loss_coef=float(hf.router_aux_loss_coef),  # Mixtral has no capacity limit
+    )
+
+
+def _llama_like_fields(hf: Any, family: str) -> dict[str, Any]:
+    """The GPTConfig fields of a Llama-like config (RoPE, RMSNorm, SiLU-gated MLPs)."""
+    rope = hf.rope_parameters or {}
+    if rope.get("rope_type", "default") != "default" or rope.get("partial_rotary_factor", 1.0) != 1.0:
+        raise ValueError(
+            f"{family} rope_parameters {rope} are not supported: only plain RoPE (rope_type 'default')"
+        )
+    if hf.hidden_act != "silu":
+        raise ValueError(f"{family} hidden_act {hf.hidden_act!r} is not supported (need 'silu' for SwiGLU)")
+    head_dim = hf.head_dim or hf.hidden_size // hf.num_attention_heads
+    if head_dim != hf.hidden_size // hf.num_attention_heads:
+        raise ValueError(
+            f"{family} head_dim {head_dim} != hidden_size // num_attention_heads "
+            f"({hf.hidden_size // hf.num_attention_heads}) is not supported"
+        )
+    return dict(
         vocab_size=hf.vocab_size, block_size=hf.max_position_embeddings, n_layer=hf.num_hidden_layers,
         n_head=hf.num_attention_heads, n_kv_head=hf.num_key_value_heads, n_embd=hf.hidden_size,
-        dropout=float(hf.attention_dropout), bias=bool(hf.attention_bias), pos_encoding="rope",
+        dropout=float(hf.attention_dropout), pos_encoding="rope",
         rope_theta=float(rope.get("rope_theta", 10000.0)), norm="rmsnorm", norm_eps=hf.rms_norm_eps,
-        mlp="swiglu", mlp_hidden=hf.intermediate_size, tie_weights=bool(hf.tie_word_embeddings),
+        mlp_hidden=hf.intermediate_size, tie_weights=bool(hf.tie_word_embeddings),
     )
 
 
@@ -142,6 +168,7 @@ def _gpt2_linear_pairs(block: nn.Module, hf_block: nn.Module) -> list[tuple[nn.L
 
 @torch.no_grad()
 def _copy_from_llama(model: GPT, hf_model: nn.Module) -> None:
+    """Llama's weights, or Mixtral's (the same but for the MLP: a router and experts)."""
     ours, theirs = model.transformer, hf_model.model
     ours.wte.weight.copy_(theirs.embed_tokens.weight)
     for block, hf_block in zip(ours.h, theirs.layers, strict=True):
@@ -150,8 +177,14 @@ def _copy_from_llama(model: GPT, hf_model: nn.Module) -> None:
         block.ln_2.weight.copy_(hf_block.post_attention_layernorm.weight)
         _concat_into(block.attn.c_attn, [attn.q_proj, attn.k_proj, attn.v_proj])  # q | k | v
         _copy_linear_or_norm(block.attn.c_proj, attn.o_proj)
-        _concat_into(block.mlp.c_fc, [mlp.gate_proj, mlp.up_proj])  # gate | up
-        _copy_linear_or_norm(block.mlp.c_proj, mlp.down_proj)
+        if model.config.mlp == "moe":
+            block.mlp.router.weight.copy_(mlp.gate.weight)  # Mixtral's router is "gate"
+            for e, expert in enumerate(block.mlp.experts):  # stacked: (E, 2*hidden, C), (E, C, hidden)
+                expert.c_fc.weight.copy_(mlp.experts.gate_up_proj[e])  # gate | up, as ours
+                expert.c_proj.weight.copy_(mlp.experts.down_proj[e])
+        else:
+            _concat_into(block.mlp.c_fc, [mlp.gate_proj, mlp.up_proj])  # gate | up
+            _copy_linear_or_norm(block.mlp.c_proj, mlp.down_proj)
     ours.ln_f.weight.copy_(theirs.norm.weight)
     if not model.config.tie_weights:
         model.lm_head.weight.copy_(hf_model.lm_head.weight)
@@ -184,21 +217,29 @@ def _concat_into(dst: nn.Linear, parts: list[nn.Linear]) -> None:
 
 def to_hf(model: GPT) -> nn.Module:
     """Export to ``GPT2LMHeadModel`` (learned positions, LayerNorm, GELU/ReLU, n_kv_head ==
-    n_head) or ``LlamaForCausalLM`` (RoPE, RMSNorm, SwiGLU). bias=False exports to GPT-2 as
-    zero biases, which computes the same function. Anything else raises ValueError."""
+    n_head), ``LlamaForCausalLM`` (RoPE, RMSNorm, SwiGLU) or ``MixtralForCausalLM`` (RoPE,
+    RMSNorm, mlp="moe", no biases). bias=False exports to GPT-2 as zero biases, which
+    computes the same function. Anything else raises ValueError.
+
+    Mixtral has no capacity limit: the export computes what our model computes in eval mode
+    (where no token is dropped), and trains without dropping tokens. Its balancing loss pools
+    the tokens of all layers before multiplying f by P, where ours averages the layers' losses:
+    the two agree for one layer (``load_balancing_loss`` on all layers' rows gives theirs)."""
     transformers = _import_transformers()
     cfg = model.config
-    if cfg.pos_encoding == "rope" or cfg.norm == "rmsnorm" or cfg.mlp == "swiglu":
-        _require(cfg, "Llama", pos_encoding="rope", norm="rmsnorm", mlp="swiglu")
-        hf_config = transformers.LlamaConfig(
-            vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=cfg.mlp_hidden,
-            num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
-            num_key_value_heads=cfg.n_kv_head, hidden_act="silu", max_position_embeddings=cfg.block_size,
-            rms_norm_eps=cfg.norm_eps, tie_word_embeddings=cfg.tie_weights,
-            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-            attention_bias=cfg.bias, mlp_bias=cfg.bias, attention_dropout=cfg.dropout,
-            bos_token_id=None, eos_token_id=None,  # our model does not know its tokenizer
+    if cfg.mlp == "moe":
+        _require(cfg, "Mixtral", pos_encoding="rope", norm="rmsnorm", bias=False)
+        hf_config = transformers.MixtralConfig(
+            **_llama_like_config(cfg), num_local_experts=cfg.n_expert,
+            num_experts_per_tok=cfg.n_expert_per_token, router_aux_loss_coef=cfg.moe_aux_loss_coef,
+            sliding_window=None, router_jitter_noise=0.0,
         )
+        hf_model = transformers.MixtralForCausalLM(hf_config)
+        _copy_to_llama(model, hf_model)
+    elif cfg.pos_encoding == "rope" or cfg.norm == "rmsnorm" or cfg.mlp == "swiglu":
+        _require(cfg, "Llama", pos_encoding="rope", norm="rmsnorm", mlp="swiglu")
+        hf_config = transformers.LlamaConfig(**_llama_like_config(cfg), attention_bias=cfg.bias,
+                                             mlp_bias=cfg.bias)
         hf_model = transformers.LlamaForCausalLM(hf_config)
         _copy_to_llama(model, hf_model)
     else:
@@ -216,6 +257,19 @@ def to_hf(model: GPT) -> nn.Module:
         _copy_to_gpt2(model, hf_model)
     dtype = model.transformer.wte.weight.dtype
     return hf_model.to(dtype).train(model.training)
+
+
+def _llama_like_config(cfg: GPTConfig) -> dict[str, Any]:
+    """The fields that Hugging Face's LlamaConfig and MixtralConfig share, from ours."""
+    return dict(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=cfg.mlp_hidden,
+        num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.n_kv_head, hidden_act="silu", max_position_embeddings=cfg.block_size,
+        rms_norm_eps=cfg.norm_eps, tie_word_embeddings=cfg.tie_weights,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        attention_dropout=cfg.dropout,
+        bos_token_id=None, eos_token_id=None,  # our model does not know its tokenizer
+    )
 
 
 def _require(cfg: GPTConfig, family: str, **wanted: Any) -> None:
@@ -245,6 +299,7 @@ def _copy_to_gpt2(model: GPT, hf_model: nn.Module) -> None:
 
 @torch.no_grad()
 def _copy_to_llama(model: GPT, hf_model: nn.Module) -> None:
+    """The inverse of _copy_from_llama (Llama or Mixtral)."""
     ours, theirs = model.transformer, hf_model.model
     theirs.embed_tokens.weight.copy_(ours.wte.weight)
     for block, hf_block in zip(ours.h, theirs.layers, strict=True):
@@ -253,8 +308,14 @@ def _copy_to_llama(model: GPT, hf_model: nn.Module) -> None:
         hf_block.post_attention_layernorm.weight.copy_(block.ln_2.weight)
         _split_into(block.attn.c_attn, [attn.q_proj, attn.k_proj, attn.v_proj])
         _copy_linear_or_norm(attn.o_proj, block.attn.c_proj)
-        _split_into(block.mlp.c_fc, [mlp.gate_proj, mlp.up_proj])
-        _copy_linear_or_norm(mlp.down_proj, block.mlp.c_proj)
+        if model.config.mlp == "moe":
+            mlp.gate.weight.copy_(block.mlp.router.weight)
+            for e, expert in enumerate(block.mlp.experts):
+                mlp.experts.gate_up_proj[e].copy_(expert.c_fc.weight)
+                mlp.experts.down_proj[e].copy_(expert.c_proj.weight)
+        else:
+            _split_into(block.mlp.c_fc, [mlp.gate_proj, mlp.up_proj])
+            _copy_linear_or_norm(mlp.down_proj, block.mlp.c_proj)
     theirs.norm.weight.copy_(ours.ln_f.weight)
     if not model.config.tie_weights:
         hf_model.lm_head.weight.copy_(model.lm_head.weight)

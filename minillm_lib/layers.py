@@ -68,11 +68,13 @@ class MLP(nn.Module):
       "gelu_tanh" is GPT-2's tanh approximation of GELU (HF calls it "gelu_new").
     - "swiglu" (Shazeer, 2020; Llama): c_fc computes gate and up together (C -> 2*hidden),
       then c_proj(silu(gate) * up). The gate is the FIRST half of c_fc's output.
+
+    ``kind`` overrides config.mlp: the experts of ``mlp="moe"`` (``moe.py``) are "swiglu" MLPs.
     """
 
-    def __init__(self, config: GPTConfig) -> None:
+    def __init__(self, config: GPTConfig, kind: str | None = None) -> None:
         super().__init__()
-        self.kind = config.mlp
+        self.kind = kind or config.mlp
         hidden = config.mlp_hidden
         fc_out = 2 * hidden if self.kind == "swiglu" else hidden
         self.c_fc = nn.Linear(config.n_embd, fc_out, bias=config.bias)

@@ -4,7 +4,7 @@
 Layer names follow GPT-2 (transformer.wte, transformer.h[i].attn.c_attn, ...), so
 checkpoints map onto Hugging Face's models one tensor at a time (see interop.py).
 
-This module imports only the layers below it (config, positions, layers, attention).
+This module imports only the layers below it (config, positions, layers, attention, moe).
 Saving and loading live in ``checkpoint.py``, Hugging Face in ``interop.py`` and sampling in
 ``sampling.py``; each of them imports this module, never the other way round.
 
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .attention import CausalSelfAttention, KVCache
 from .config import GPTConfig
 from .layers import MLP, make_norm
+from .moe import MoE, moe_layers
 from .positions import rope_cos_sin, sinusoidal_positions
 
 
@@ -38,7 +39,7 @@ class Block(nn.Module):
         self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config, layer_idx)
         self.ln_2 = make_norm(config)
-        self.mlp = MLP(config)
+        self.mlp = MoE(config) if config.mlp == "moe" else MLP(config)
 
     def forward(
         self,
@@ -53,11 +54,16 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Token embedding -> n_layer Blocks -> final norm -> lm_head (logits over the vocabulary)."""
+    """Token embedding -> n_layer Blocks -> final norm -> lm_head (logits over the vocabulary).
+
+    With ``mlp="moe"`` each forward also sets ``aux_loss``: the routers' load-balancing loss,
+    averaged over the layers (``moe.load_balancing_loss``); None for a dense model.
+    """
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
+        self.aux_loss: torch.Tensor | None = None
         C = config.n_embd
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, C),
@@ -106,6 +112,8 @@ class GPT(nn.Module):
 
         targets: (B, T) next-token ids; -100 marks positions left out of the loss.
         kv_cache: idx holds only the NEW tokens; their positions start at kv_cache.seq_len.
+        In training mode an MoE model's loss adds moe_aux_loss_coef * self.aux_loss; in eval
+        mode the loss is the cross-entropy alone (what ``evaluate`` reports).
         """
         if idx.dim() != 2:
             raise ValueError(f"idx must be (B, T) token ids, got shape {tuple(idx.shape)}; "
@@ -141,10 +149,15 @@ class GPT(nn.Module):
             kv_cache.advance(T)
         logits = self.lm_head(x)  # (B, T, V)
 
+        moe = moe_layers(self) if self.config.mlp == "moe" else []
+        self.aux_loss = torch.stack([m.aux_loss for m in moe]).mean() if moe else None
+
         loss = None
         if targets is not None:
             # Flatten (B, T, V) -> (B*T, V): cross-entropy wants one row per prediction.
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100)
+            if self.aux_loss is not None and self.training:
+                loss = loss + self.config.moe_aux_loss_coef * self.aux_loss
         return logits, loss
 
     def new_kv_cache(
@@ -193,13 +206,17 @@ class GPT(nn.Module):
                 block.attn.att = None  # free (B, H, T, T) per layer
         return maps
 
-    def num_params(self, non_embedding: bool = False) -> int:
+    def num_params(self, non_embedding: bool = False, active: bool = False) -> int:
         """Parameter count (a tied matrix counts once).
 
         non_embedding=True leaves out the lookup tables (wpe, and wte unless it is tied to
         lm_head, whose matmul every token pays for): the N of the scaling-law papers.
+        active=True counts only the parameters one token uses: in an MoE layer, k of the E
+        experts (the same as the full count for a dense model).
         """
         n = sum(p.numel() for p in self.parameters())
+        if active:
+            n -= sum(m.inactive_params() for m in moe_layers(self))
         if non_embedding:
             if self.config.pos_encoding == "learned":
                 n -= self.transformer.wpe.weight.numel()
@@ -211,13 +228,13 @@ class GPT(nn.Module):
         """Estimated training FLOPs (forward + backward) per token at full context.
 
         6N for the weight matmuls (2 per multiply-add, x3 for the backward pass; Kaplan
-        et al., 2020) plus 12 * n_layer * n_head * head_dim * block_size for QK^T and
+        et al., 2020; N counts only the experts a token uses, in an MoE) plus 12 * n_layer * n_head * head_dim * block_size for QK^T and
         att @ V (PaLM, Chowdhery et al., 2022, appendix B). Norms, softmax and the
         causal mask's savings are ignored: an estimate for MFU, not a count.
         """
         cfg = self.config
         attention = 12 * cfg.n_layer * cfg.n_head * cfg.head_dim * cfg.block_size
-        return 6 * self.num_params(non_embedding=True) + attention
+        return 6 * self.num_params(non_embedding=True, active=True) + attention
 
     @property
     def device(self) -> torch.device:

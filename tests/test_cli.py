@@ -13,6 +13,7 @@ from minillm_lib.checkpoint import load_model
 from minillm_lib.cli import main
 from minillm_lib.config import PRESETS
 from minillm_lib.data import train_val_split
+from minillm_lib.evaluation import NGramModel, choice_accuracy, next_line_task, score_choices
 from minillm_lib.sampling import generate
 from minillm_lib.tokenizers import load_tokenizer
 from minillm_lib.training import TrainConfig, evaluate
@@ -80,6 +81,28 @@ def test_eval_reports_the_exact_validation_loss(run, corpus):
     ids = torch.tensor(load_tokenizer(folder / "tokenizer.json").encode(text))
     assert reported == pytest.approx(evaluate(load_model(folder), ids, 64)["loss"], abs=1e-4)
     assert "bits/char" in result.stdout and "perplexity" in result.stdout
+
+
+def test_eval_choices_scores_the_next_line_test_against_chance_and_a_trigram(tmp_path, corpus):
+    folder = tmp_path / "wide"  # a context that holds a whole line (the run fixture's is 16)
+    trained = minillm("train", "--data", str(corpus), *TINY, "--block-size", "64", "--max-iters", "2",
+                      "--out", str(folder))
+    assert trained.returncode == 0, trained.stderr
+    result = minillm("eval", str(folder), "--data", str(corpus), "--choices", "20", "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    train_text, text = train_val_split(corpus.read_text(encoding="utf-8"))
+    items = next_line_task(text, 20, max_chars=64, seed=2)
+    model, tokenizer = load_model(folder), load_tokenizer(folder / "tokenizer.json")
+    ours = choice_accuracy(items, lambda c, ch: score_choices(model, tokenizer, c, ch))
+    trigram = choice_accuracy(items, NGramModel(3).fit(train_text, vocab=text).score_choices)
+    line = next(line for line in result.stdout.splitlines() if line.startswith("next line"))
+    assert line.startswith("next line, 20 items of 4 choices")
+    assert f"accuracy {ours['accuracy']:.3f} (95% interval {ours['low']:.3f}-" in line
+    assert "chance 0.250" in line
+    assert f"trigram baseline accuracy {trigram['accuracy']:.3f}" in result.stdout
+    # The corpus repeats five lines: counts with a long enough context know what comes next.
+    assert choice_accuracy(items, NGramModel(8).fit(train_text, vocab=text).score_choices)[
+        "accuracy"] == 1.0
 
 
 def test_export_loads_in_transformers_with_the_same_logits(run, tmp_path, capsys):

@@ -79,7 +79,7 @@ BAD_CONFIGS = [
     (dict(n_embd=36, n_head=4, pos_encoding="rope"), r"head size .* = 9 must be even with pos_encoding='rope'"),
     (dict(pos_encoding="alibi"), r"pos_encoding must be one of \['learned', 'sinusoidal', 'rope', 'none'\], got 'alibi'"),
     (dict(norm="batchnorm"), r"norm must be one of \['layernorm', 'rmsnorm'\], got 'batchnorm'"),
-    (dict(mlp="geglu"), r"mlp must be one of \['gelu', 'gelu_tanh', 'relu', 'swiglu'\], got 'geglu'"),
+    (dict(mlp="geglu"), r"mlp must be one of \['gelu', 'gelu_tanh', 'relu', 'swiglu', 'moe'\], got 'geglu'"),
     (dict(n_layer=0), r"n_layer must be a positive integer, got 0"),
     (dict(block_size=-8), r"block_size must be a positive integer, got -8"),
     (dict(vocab_size=0), r"vocab_size must be a positive integer, got 0"),

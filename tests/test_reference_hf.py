@@ -209,7 +209,7 @@ def test_from_pretrained_offline_gives_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_unsupported_hf_models_are_refused():
-    with pytest.raises(TypeError, match="GPT2LMHeadModel and LlamaForCausalLM, got Linear"):
+    with pytest.raises(TypeError, match="GPT2LMHeadModel, LlamaForCausalLM and MixtralForCausalLM, got Linear"):
         from_hf(torch.nn.Linear(2, 2))
     config = transformers.LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=40, num_hidden_layers=1,
                                       num_attention_heads=4, bos_token_id=None, eos_token_id=None,
