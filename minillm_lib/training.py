@@ -183,9 +183,12 @@ def decay_groups(model: nn.Module) -> tuple[dict[str, nn.Parameter], dict[str, n
     """Split the trainable parameters by name into (decay, no_decay).
 
     Weight decay pulls weights towards 0. It suits the weight matrices of linear layers.
-    Biases and norm gains (1-D) only shift and rescale, and decaying embeddings would
-    push rare tokens' vectors to 0 just because they are rarely seen, so those are left out.
-    A tied lm_head IS the token embedding (one Parameter), so it is not decayed either.
+    Biases and norm gains (1-D) only shift and rescale, so they are left out; so are the
+    weights of nn.Embedding layers (minGPT's convention; nanoGPT decays every 2-D tensor).
+    An untied input embedding gets a gradient only in the rows of tokens that occur, and
+    decay would push rare tokens' rows to 0 between their appearances; a tied lm_head IS the
+    token embedding (one Parameter) and gets a gradient in every row at every step, but
+    follows the same rule (chapter 8, section 8.4).
     """
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     decay: dict[str, nn.Parameter] = {}
